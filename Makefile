@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export AXOLOTL_DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_MODE := disabled
+export DS_BUILD_OPS := 0
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test lint demo clean
+
+# The stamp depends on pyproject.toml so a dependency change reinstalls.
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned, so no CUDA build is pulled in by axolotl's range.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check minicpm_plugin tests benchmarks
+
+test: install
+	$(VENV)/bin/ruff check minicpm_plugin tests benchmarks
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) -m minicpm_plugin.demo
+
+clean:
+	rm -rf build *.egg-info .pytest_cache demo_out

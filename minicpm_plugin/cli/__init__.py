@@ -1,0 +1,53 @@
+"""The `minicpm-plugin` command. Each subcommand lives in its own module with `add_parser`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (subcommand, module under minicpm_plugin.cli); each module defines add_parser(subparsers)
+# which registers the subcommand and sets `func(args) -> int` as its default.
+SUBCOMMANDS = [
+    ("check", "check"),
+    ("render", "render"),
+    ("memory", "memory"),
+    ("convert-script", "convert_script"),
+    ("eval-tools", "eval_tools"),
+    ("make-tiny-model", "make_tiny_model"),
+    ("smoke", "smoke"),
+]
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line on stderr, exit code 1, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minicpm-plugin", description="MiniCPM3 tools for axolotl.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for _name, module in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(f"minicpm_plugin.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"minicpm_plugin.cli.{module}":
+                continue  # subcommand not built yet
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"minicpm-plugin {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
