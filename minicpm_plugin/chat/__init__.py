@@ -1,25 +1,36 @@
-"""Placeholder while the format core is written (replaced in the next commit)."""
-CHAT_TEMPLATE = ""
-CHAT_TEMPLATE_PYTHON = ""
+"""The MiniCPM3 chat and tool-call format: render and parse. Pure Python (no torch, no axolotl)."""
 
+from minicpm_plugin.chat.errors import FormatError, ToolCallParseError
+from minicpm_plugin.chat.literals import LITERAL_STYLES, LiteralStyle, encode_literal
+from minicpm_plugin.chat.parse import parse_assistant, parse_calls
+from minicpm_plugin.chat.render import (
+    GENERATION_PROMPT,
+    call_arguments,
+    render_assistant_turn,
+    render_chat,
+    render_conversation,
+)
+from minicpm_plugin.chat.spans import ASSISTANT_TRAINABLE, Part, Rendered, Span
+from minicpm_plugin.chat.template import CHAT_TEMPLATE, CHAT_TEMPLATE_PYTHON, chat_template_for
 
-class FormatError(ValueError):
-    def __init__(self, message: str, path: str = "") -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class ToolCallParseError(ValueError):
-    pass
-
-
-def render_chat(*a, **k):
-    raise NotImplementedError
-
-
-def render_conversation(*a, **k):
-    raise NotImplementedError
-
-
-def parse_assistant(*a, **k):
-    raise NotImplementedError
+__all__ = [
+    "ASSISTANT_TRAINABLE",
+    "CHAT_TEMPLATE",
+    "CHAT_TEMPLATE_PYTHON",
+    "GENERATION_PROMPT",
+    "LITERAL_STYLES",
+    "FormatError",
+    "LiteralStyle",
+    "Part",
+    "Rendered",
+    "Span",
+    "ToolCallParseError",
+    "call_arguments",
+    "chat_template_for",
+    "encode_literal",
+    "parse_assistant",
+    "parse_calls",
+    "render_assistant_turn",
+    "render_chat",
+    "render_conversation",
+]

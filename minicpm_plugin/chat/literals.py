@@ -1,0 +1,62 @@
+"""How argument values are written inside a call line: JSON literals or Python literals.
+
+`json` (the default) is what MiniCPM3's official template writes (`"x"`, `true`, `null`,
+`{"a": 1}`), so a model trained with it is served correctly by the official template and by vLLM's
+`minicpm` tool parser. `python` writes `'x'`, `True`, `None` (the BFCL MiniCPM3 handler's style); it
+equals Python's `repr` except that non-ASCII characters are always written as themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+LiteralStyle = Literal["json", "python"]
+LITERAL_STYLES: tuple[str, ...] = ("json", "python")
+
+# Characters written as escapes inside a Python-style string literal (besides the quote and `\`).
+_PY_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+PY_HEX_ESCAPED = [chr(c) for c in range(0x20) if chr(c) not in _PY_NAMED_ESCAPES] + ["\x7f"]
+
+
+def json_literal(value: Any) -> str:
+    """`value` exactly as transformers' `tojson` filter writes it (what the official template uses)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def python_string_literal(text: str) -> str:
+    quote = '"' if "'" in text and '"' not in text else "'"
+    out = [quote]
+    for ch in text:
+        if ch == "\\" or ch == quote:
+            out.append("\\" + ch)
+        elif ch in _PY_NAMED_ESCAPES:
+            out.append(_PY_NAMED_ESCAPES[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append(quote)
+    return "".join(out)
+
+
+def python_literal(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return python_string_literal(value)
+    if isinstance(value, (int, float)):
+        return json.dumps(value)  # same digits as repr; NaN/Infinity as JSON writes them
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def encode_literal(value: Any, style: LiteralStyle = "json") -> str:
+    if style == "json":
+        return json_literal(value)
+    if style == "python":
+        return python_literal(value)
+    raise ValueError(f"unknown literal style {style!r}; use one of {', '.join(LITERAL_STYLES)}")

@@ -1,0 +1,181 @@
+"""Render messages (+ tools) as MiniCPM3 text, byte-identical to the model's own chat template.
+
+`render_conversation` also returns the character span of every part of the text, so the tokenizing
+step can label tokens from one render and one tokenizer call, without re-rendering per turn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from minicpm_plugin.chat.errors import FormatError
+from minicpm_plugin.chat.literals import LITERAL_STYLES, LiteralStyle, encode_literal
+from minicpm_plugin.chat.spans import Part, Rendered, Span
+from minicpm_plugin.chat.tool_stubs import render_tools
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+THOUGHT_START = "<|thought_start|>"
+THOUGHT_END = "<|thought_end|>"
+TOOL_CALL_START = "<|tool_call_start|>"
+TOOL_CALL_END = "<|tool_call_end|>"
+CALLS_OPEN = TOOL_CALL_START + "\n```python\n"
+CALLS_CLOSE = "```\n" + TOOL_CALL_END + "\n"
+GENERATION_PROMPT = IM_START + "assistant\n"
+
+_CONTENT_PART = {"system": Part.SYSTEM, "user": Part.USER, "tool": Part.TOOL}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.spans: list[Span] = []
+        self.pos = 0
+
+    def add(self, text: str, part: Part, index: int | None, role: str | None) -> None:
+        if text:
+            self.chunks.append(text)
+            self.spans.append(Span(self.pos, self.pos + len(text), part, index, role))
+            self.pos += len(text)
+
+    def build(self) -> Rendered:
+        return Rendered("".join(self.chunks), tuple(self.spans))
+
+
+def _text(value: Any, path: str) -> str:
+    # None counts as empty text (the official template would fail on it in most places).
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise FormatError(f"must be a string, got {type(value).__name__}", path)
+    return value
+
+
+def call_arguments(call: Mapping[str, Any], path: str) -> tuple[str, dict[str, Any]]:
+    """Name and arguments of one tool call in OpenAI shape ({"function": {...}}) or flat shape.
+
+    Arguments given as a JSON string (OpenAI's wire format) are parsed with Python's `json`, so values
+    reach the text exactly as written (no Arrow or float round trip).
+    """
+    if not isinstance(call, Mapping):
+        raise FormatError("a tool call must be an object with 'function': {'name', 'arguments'}", path)
+    if "function" in call:
+        call, path = call["function"], f"{path}.function"
+        if not isinstance(call, Mapping):
+            raise FormatError("'function' must be an object with 'name' and 'arguments'", path)
+    name = call.get("name")
+    if not isinstance(name, str) or not name:
+        raise FormatError("a tool call needs a non-empty string 'name'", f"{path}.name")
+    args = call.get("arguments", {})
+    if args is None:
+        args = {}
+    if isinstance(args, str):
+        if not args.strip():
+            args = {}
+        else:
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"arguments are not valid JSON ({exc.msg} at char {exc.pos})", f"{path}.arguments") from None
+    if not isinstance(args, Mapping):
+        raise FormatError(f"arguments must be a JSON object, got {type(args).__name__}", f"{path}.arguments")
+    return name, dict(args)
+
+
+def render_calls(tool_calls: Sequence[Any], path: str, literal_style: LiteralStyle = "json") -> str:
+    """The call block of an assistant turn: one `name(arg=value,...)` line per call."""
+    lines = []
+    for i, call in enumerate(tool_calls):
+        name, args = call_arguments(call, f"{path}[{i}]")
+        for key in args:
+            if not isinstance(key, str):
+                raise FormatError("argument names must be strings", f"{path}[{i}].arguments")
+        lines.append(name + "(" + ",".join(k + "=" + encode_literal(v, literal_style) for k, v in args.items()) + ")\n")
+    return CALLS_OPEN + "".join(lines) + CALLS_CLOSE
+
+
+def _assistant(b: _Builder, msg: Mapping[str, Any], i: int, path: str, style: LiteralStyle) -> None:
+    content = _text(msg.get("content"), f"{path}.content")
+    thought = _text(msg.get("thought"), f"{path}.thought")
+    calls = msg.get("tool_calls")
+    if calls is not None and not isinstance(calls, (list, tuple)):
+        raise FormatError("tool_calls must be a list", f"{path}.tool_calls")
+    b.add(IM_START + "assistant\n", Part.HEADER, i, "assistant")
+    if thought:
+        b.add(f"{THOUGHT_START}\n{thought}\n{THOUGHT_END}\n", Part.THOUGHT, i, "assistant")
+    if calls:
+        b.add(render_calls(calls, f"{path}.tool_calls", style), Part.TOOL_CALLS, i, "assistant")
+        if content.startswith(TOOL_CALL_START):
+            content = ""  # the official template drops content that repeats the call block
+    b.add(content, Part.CONTENT, i, "assistant")
+    b.add(IM_END, Part.END, i, "assistant")
+    b.add("\n", Part.NEWLINE, i, "assistant")
+
+
+def render_conversation(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Any] | None = None,
+    add_generation_prompt: bool = False,
+    *,
+    literal_style: LiteralStyle = "json",
+) -> Rendered:
+    """Render a conversation and return its text with the span of every part."""
+    if literal_style not in LITERAL_STYLES:
+        raise ValueError(f"unknown literal style {literal_style!r}; use one of {', '.join(LITERAL_STYLES)}")
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
+        raise FormatError("needs a non-empty list of messages", "messages")
+    if tools is not None and not isinstance(tools, Sequence):
+        raise FormatError("tools must be a list", "tools")
+    b = _Builder()
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise FormatError("a message must be an object with 'role' and 'content'", f"messages[{i}]")
+        if not isinstance(msg.get("role"), str) or not msg["role"]:
+            raise FormatError("a message needs a non-empty string 'role'", f"messages[{i}].role")
+
+    start = 0
+    system = ""
+    if messages[0]["role"] == "system":
+        system = _text(messages[0].get("content"), "messages[0].content")
+        start = 1
+    if system or tools:
+        b.add(IM_START + "system\n", Part.HEADER, 0 if start else None, "system")
+        b.add(system, Part.SYSTEM, 0, "system")
+        if tools:
+            b.add(render_tools(list(tools)), Part.TOOLS, None, "system")
+        b.add(IM_END, Part.END, 0 if start else None, "system")
+        b.add("\n", Part.NEWLINE, 0 if start else None, "system")
+
+    for i in range(start, len(messages)):
+        msg, path = messages[i], f"messages[{i}]"
+        role = msg["role"]
+        if role == "assistant" and (msg.get("tool_calls") or msg.get("thought")):
+            _assistant(b, msg, i, path, literal_style)
+            continue
+        b.add(IM_START + role + "\n", Part.HEADER, i, role)
+        b.add(_text(msg.get("content"), f"{path}.content"), _CONTENT_PART.get(role, Part.CONTENT if role == "assistant" else Part.OTHER), i, role)
+        b.add(IM_END, Part.END, i, role)
+        b.add("\n", Part.NEWLINE, i, role)
+
+    if add_generation_prompt:
+        b.add(GENERATION_PROMPT, Part.GENERATION_PROMPT, None, "assistant")
+    return b.build()
+
+
+def render_chat(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Any] | None = None,
+    add_generation_prompt: bool = False,
+    *,
+    literal_style: LiteralStyle = "json",
+) -> str:
+    """Exactly the text MiniCPM3's official chat template renders for these messages and tools."""
+    return render_conversation(messages, tools, add_generation_prompt, literal_style=literal_style).text
+
+
+def render_assistant_turn(message: Mapping[str, Any], *, literal_style: LiteralStyle = "json") -> str:
+    """The text the model generates for one assistant message (after the header, before `<|im_end|>`)."""
+    r = render_conversation([{"role": "user", "content": ""}, dict(message, role="assistant")], literal_style=literal_style)
+    return "".join(r.slice(s) for s in r.spans if s.message_index == 1 and s.part not in (Part.HEADER, Part.END, Part.NEWLINE))
