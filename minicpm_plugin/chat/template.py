@@ -21,7 +21,7 @@ def _jinja_string(text: str) -> str:
 
 
 def _hex_escape(c: str) -> str:
-    return "\\x%02x" % ord(c)
+    return f"\\x{ord(c):02x}"
 
 
 _SCHEMA_MACROS = r'''
