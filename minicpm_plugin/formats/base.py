@@ -1,0 +1,175 @@
+"""What a dataset format is: detection, conversion to the canonical conversation, and its errors.
+
+The canonical conversation is ``{"messages": [...], "tools": [...] or None}`` in OpenAI's chat shape
+plus MiniCPM3's ``thought`` (see docs/data_formats.md). A format's ``convert`` may return it loosely
+(arguments as JSON strings, ``reasoning_content``, a leading ``<think>`` block, flat tool calls,
+flat tools): the common step in :mod:`minicpm_plugin.formats.canonical` normalises and validates it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+#: ``detect`` results. MATCH: the record has this format's distinctive markers. COMPATIBLE: the
+#: format could read the record but nothing in it is distinctive (e.g. a plain chat for a
+#: tool-call format). NO: the format cannot read it. ``True``/``False`` mean MATCH/NO.
+NO = 0
+COMPATIBLE = 1
+MATCH = 2
+
+
+class RecordError(ValueError):
+    """A record a format cannot convert. ``path`` names the field in the *source* record."""
+
+    def __init__(self, message: str, path: str = "", code: str = "bad-record") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+        self.code = code
+
+
+@dataclass
+class Converted:
+    """A converted record plus where each canonical message came from in the source record.
+
+    ``sources[i]`` is the source field of ``conversation["messages"][i]`` (e.g. ``conversations[3]``)
+    and ``tools_source`` the field the tools came from; problems found later in the canonical
+    conversation are reported with these so the user can find the spot in their file.
+    """
+
+    conversation: dict[str, Any]
+    sources: list[str] | None = None
+    tools_source: str | None = None
+
+
+@runtime_checkable
+class DatasetFormat(Protocol):
+    """What a format object must provide (a plain class with these attributes is enough)."""
+
+    name: str
+    description: str
+
+    def detect(self, record: Mapping[str, Any]) -> int | bool: ...
+
+    def convert(self, record: Mapping[str, Any]) -> dict[str, Any] | Converted: ...
+
+
+class Format:
+    """Convenience base class for formats. Subclasses set the attributes and override ``detect`` and
+    ``convert``.
+
+    ``specializes`` names formats this one is a special case of: when a file matches several
+    formats, those named here are dropped in favour of this one (e.g. ``seed`` specializes
+    ``openai``). ``example`` is a one-line record shown by ``minicpm-plugin check --list-formats``.
+    ``version`` is part of the prepared file's cache key: bump it when the conversion changes.
+    """
+
+    name: str = ""
+    description: str = ""
+    example: str = ""
+    specializes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    version: str = "1"
+
+    def detect(self, record: Mapping[str, Any]) -> int | bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def convert(self, record: Mapping[str, Any]) -> dict[str, Any] | Converted:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<format {self.name!r}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the built-in formats (and usable by third-party ones).
+
+
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` for ``json.loads``: NaN and Infinity are not JSON and cannot be trained."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str) -> Any:
+    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written."""
+    return json.loads(text, parse_constant=reject_constant)
+
+
+def jsonable(value: Any, path: str) -> Any:
+    """``value`` with tuples turned into lists; RecordError for anything that is not a JSON value."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecordError("NaN and Infinity are not JSON values", path)
+        return value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise RecordError(f"object key {k!r} is not a string", path)
+            out[k] = jsonable(v, f"{path}.{k}")
+        return out
+    raise RecordError(f"{type(value).__name__} is not a JSON value", path)
+
+
+def loads_lenient(text: str, path: str, what: str, code: str = "bad-record") -> Any:
+    """Parse JSON, or else a Python literal (Hermes and Glaive data often hold ``repr`` output).
+
+    Only literals are read (``ast.literal_eval``); nothing is executed.
+    """
+    try:
+        return loads(text)
+    except ValueError as json_exc:
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            msg = getattr(json_exc, "msg", str(json_exc))
+            raise RecordError(f"{what} is neither JSON nor a Python literal ({msg})", path, code) from None
+        return jsonable(value, path)
+
+
+def load_json_field(record: Mapping[str, Any], key: str, *, allow: tuple[type, ...] = (list,)) -> Any:
+    """A column that may hold a JSON value or a JSON string of it (xLAM, LLaMA-Factory ``tools``)."""
+    value = record[key]
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = loads(value)
+        except ValueError as exc:
+            msg = getattr(exc, "msg", str(exc))
+            raise RecordError(f"is a string but not valid JSON ({msg})", key) from None
+    if value is not None and not isinstance(value, allow):
+        names = " or ".join("a list" if t is list else "an object" if t is dict else t.__name__ for t in allow)
+        raise RecordError(f"must be {names} (or a JSON string of one), got {type(value).__name__}", key)
+    return value
+
+
+def as_tool(spec: Any) -> Any:
+    """A flat ``{"name", "description", "parameters"}`` function wrapped as an OpenAI tool."""
+    if isinstance(spec, Mapping) and "function" not in spec and "name" in spec:
+        return {"type": "function", "function": dict(spec)}
+    return spec
+
+
+def as_call(spec: Any) -> Any:
+    """A flat ``{"name", "arguments"}`` call wrapped as an OpenAI tool call."""
+    if isinstance(spec, Mapping) and "function" not in spec and "name" in spec:
+        return {"type": "function", "function": {"name": spec["name"], "arguments": spec.get("arguments", {})}}
+    return spec
+
+
+def is_message_list(value: Any, role_key: str, content_key: str) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(m, Mapping) and role_key in m for m in value)
+        and any(content_key in m for m in value)
+    )
