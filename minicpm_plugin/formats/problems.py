@@ -38,6 +38,7 @@ CODES: dict[str, tuple[str, str]] = {
     "unknown-argument": (WARNING, "a call passes an argument its function does not declare"),
     "missing-argument": (WARNING, "a call leaves out a required argument"),
     "dotted-function-name": (WARNING, "a function name with dots (not a valid Python def)"),
+    "over-length": (WARNING, "check --sequence-len: a row longer than the sequence length"),
 }
 
 
