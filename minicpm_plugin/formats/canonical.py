@@ -211,8 +211,8 @@ class _Canonicalizer:
         role = msg.get("role")
         role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
         if role not in ROLES:
-            shown = json.dumps(role, ensure_ascii=False) if "role" in msg else "missing"
-            self.add(f"{path}.role", f"unknown role {shown}; use system, user, assistant or tool", "unknown-role")
+            what = f"unknown role {json.dumps(role, ensure_ascii=False)}" if "role" in msg else "a message needs a role"
+            self.add(f"{path}.role", f"{what}; use system, user, assistant or tool", "unknown-role")
             return None
         out: dict[str, Any] = {"role": role}
         if role == "assistant":

@@ -84,11 +84,12 @@ class Registry:
         if len(final) == 1:
             return self.formats[final[0]]
         if not final:
-            partial = [f"{n} reads {sum(x >= COMPATIBLE for x in s)}" for n, s in scores.items() if max(s) == MATCH]
+            partial = [f"{n} {sum(x >= COMPATIBLE for x in s)}" for n, s in scores.items() if max(s) == MATCH]
             keys = ", ".join(list(sample[0])[:12]) or "none"
-            msg = f"no known format matches this file ({checked}; keys of the first record: {keys})"
+            msg = f"no known format reads every record ({checked}; keys of the first record: {keys})"
             if partial:
-                msg += f"; some records match: {', '.join(partial)} of {len(sample)} (a mixed file?)"
+                msg += (f"; partly: {', '.join(partial)} of {len(sample)} (a mixed file? force a format to list the "
+                        "records that do not fit it)")
             msg += f". Known formats: {', '.join(self.names())}; {FORCE_HINT}, or add a format plugin " \
                    f"(entry-point group {hookspecs.ENTRY_POINT_GROUP})"
             raise FormatLookupError(msg, "no-format")
