@@ -1,0 +1,182 @@
+"""Checks and fixes of a raw axolotl config for MiniCPM3, run before anything heavy loads.
+
+Each function takes the raw config dict (as axolotl's `register` hook sees it), changes it in
+place where a fix is safe, and raises `ConfigError` with what to change where it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from minicpm_plugin.args import MINICPM3_LINEAR_MODULES
+from minicpm_plugin.utils import get_logger
+
+LOG = get_logger(__name__)
+
+
+class ConfigError(SystemExit):
+    """A config mistake: printed as one message (no traceback), exit status 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"minicpm-plugin: config error: {message}")
+        self.message = message
+
+
+def model_type_of(cfg: dict[str, Any]) -> str | None:
+    """`model_type` from a local model directory's config.json; None if it cannot be read offline."""
+    for key in ("base_model_config", "base_model"):
+        path = cfg.get(key)
+        if path and (Path(path) / "config.json").is_file():
+            try:
+                return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def check_model(cfg: dict[str, Any]) -> None:
+    model_type = model_type_of(cfg)
+    name = str(cfg.get("base_model") or "")
+    if model_type not in (None, "minicpm3"):
+        raise ConfigError(
+            f"base_model {name!r} is a {model_type!r} model; minicpm_plugin.MiniCPM3Plugin is for MiniCPM3 "
+            "(model_type minicpm3). Remove the plugin or point base_model at a MiniCPM3 checkpoint."
+        )
+    if model_type is None and "minicpm" in name.lower() and "minicpm3" not in name.lower().replace("-", ""):
+        raise ConfigError(
+            f"base_model {name!r} does not look like MiniCPM3 (e.g. openbmb/MiniCPM3-4B); this plugin supports MiniCPM3 only."
+        )
+
+
+def check_remote_code(cfg: dict[str, Any]) -> None:
+    """MiniCPM3 is native in transformers 5; the hub's remote code no longer imports there."""
+    if cfg.get("trust_remote_code"):
+        LOG.warning(
+            "trust_remote_code: true ignored for MiniCPM3: transformers >= 5.13 has the native MiniCPM3ForCausalLM, "
+            "and the hub's modeling_minicpm.py fails to import on transformers 5 (is_torch_fx_available was removed). "
+            "Remove trust_remote_code from the config to silence this."
+        )
+        cfg["trust_remote_code"] = False
+
+
+def check_lora_targets(cfg: dict[str, Any]) -> None:
+    if cfg.get("adapter") not in ("lora", "qlora"):
+        return
+    targets = cfg.get("lora_target_modules")
+    real = ", ".join(MINICPM3_LINEAR_MODULES)
+    if isinstance(targets, str):
+        if targets in ("all-linear", "all_linear"):
+            return
+        try:
+            pattern = re.compile(targets)
+        except re.error as exc:
+            raise ConfigError(f"lora_target_modules {targets!r} is not a valid regular expression ({exc}).") from None
+        if not any(pattern.search(f"model.layers.0.self_attn.{n}") or pattern.search(f"model.layers.0.mlp.{n}")
+                   for n in MINICPM3_LINEAR_MODULES):
+            raise ConfigError(f"lora_target_modules {targets!r} matches no MiniCPM3 layer. MiniCPM3's linear layers: {real}.")
+        return
+    if not targets:
+        if not cfg.get("lora_target_linear"):
+            raise ConfigError(
+                f"no LoRA targets: set lora_target_linear: true, or lora_target_modules to some of: {real} "
+                "(MiniCPM3 uses latent attention: there is no q_proj, k_proj or v_proj)."
+            )
+        return
+    wrong = [t for t in targets if str(t).split(".")[-1] not in MINICPM3_LINEAR_MODULES]
+    if wrong:
+        hint = ""
+        if any(str(t).split(".")[-1] in ("q_proj", "k_proj", "v_proj") for t in wrong):
+            hint = (" MiniCPM3 uses latent attention: q_proj is q_a_proj + q_b_proj, k/v_proj are kv_a_proj_with_mqa + "
+                    "kv_b_proj (the official recipe targets q_a_proj, kv_a_proj_with_mqa, q_b_proj, kv_b_proj).")
+        raise ConfigError(
+            f"lora_target_modules {wrong} do not exist in MiniCPM3. Use some of: {real}, or lora_target_linear: true.{hint}"
+        )
+
+
+def check_lora_kernels(cfg: dict[str, Any]) -> None:
+    """axolotl's fused LoRA attention kernels assume q_proj/k_proj/v_proj, which MiniCPM3 lacks."""
+    if cfg.get("adapter") not in ("lora", "qlora"):
+        return
+    for key in ("lora_qkv_kernel", "lora_o_kernel"):
+        if cfg.get(key):
+            raise ConfigError(f"{key}: true is not supported for MiniCPM3 (its latent attention has no q_proj/k_proj/v_proj); remove it.")
+    kernels = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel")
+    if all(cfg.get(k) is None for k in kernels):
+        # Setting any one key stops axolotl from turning all of them on by itself.
+        for key in kernels:
+            cfg[key] = False
+
+
+def check_chat_template(cfg: dict[str, Any], template: str) -> None:
+    """Training and the saved tokenizer use our template (axolotl writes the top-level choice)."""
+    current = cfg.get("chat_template")
+    if current not in (None, "jinja", "tokenizer_default"):
+        raise ConfigError(
+            f"chat_template: {current} would save a non-MiniCPM3 template with the trained model; remove chat_template "
+            "(the plugin writes MiniCPM3's own template, matching what minicpm_plugin.strategy trains on)."
+        )
+    if current == "jinja" and cfg.get("chat_template_jinja") not in (None, template):
+        raise ConfigError(
+            "chat_template_jinja differs from MiniCPM3's template that the plugin trains with; remove chat_template and "
+            "chat_template_jinja so the saved tokenizer renders exactly what training saw."
+        )
+    cfg["chat_template"] = "jinja"
+    cfg["chat_template_jinja"] = template
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cpu_fallback(cfg: dict[str, Any]) -> list[str]:
+    """Make a GPU recipe run on a CPU-only machine (for smoke tests). Returns what was changed."""
+    changed = []
+
+    def put(key: str, value: Any) -> None:
+        if cfg.get(key) != value:
+            changed.append(f"{key}: {cfg.get(key)} -> {value}")
+            cfg[key] = value
+
+    if cfg.get("bf16") not in (False, None) or cfg.get("fp16"):
+        put("bf16", False)
+        put("fp16", False)
+    elif cfg.get("bf16") is None:
+        put("bf16", False)  # axolotl's default `auto` would pick fp16 on a machine without bf16
+    if cfg.get("tf32"):
+        put("tf32", False)
+    for key in ("flash_attention", "flex_attention", "xformers_attention"):
+        if cfg.get(key):
+            put(key, False)
+    if cfg.get("attn_implementation") in ("flash_attention_2", "flash_attention_3", "flex_attention"):
+        put("attn_implementation", "sdpa")
+    for key in ("lora_mlp_kernel", "lora_embedding_kernel"):
+        if cfg.get(key):
+            put(key, False)
+    if str(cfg.get("optimizer") or "").startswith(("paged_", "adamw_bnb")) or "8bit" in str(cfg.get("optimizer") or ""):
+        put("optimizer", "adamw_torch")
+    if cfg.get("bnb_4bit_compute_dtype") or cfg.get("load_in_4bit"):
+        pass  # bitsandbytes' CPU backend quantizes and trains on CPU
+    return changed
+
+
+def init_single_process_gloo() -> None:
+    """Give single-process DeepSpeed a gloo group, before axolotl creates an NCCL one (no GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+            os.environ.setdefault(key, value)
+        dist.init_process_group("gloo", rank=0, world_size=1)

@@ -1,0 +1,147 @@
+"""Rendered conversation -> input_ids / labels / attention_mask, from one render and one tokenizer call.
+
+Each conversation is rendered once by the format core, which also returns the character span of
+every part; the whole text is tokenized once with offsets, and a token is trained when its
+characters overlap a trainable span. No turn is re-rendered or searched for.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
+from minicpm_plugin.chat.literals import LiteralStyle
+
+IGNORE_INDEX = -100
+OverlongMode = Literal["drop", "truncate_turns"]
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Which assistant parts carry a loss (design.md, "Training signal")."""
+
+    train_last_turn_only: bool = False
+    train_thought: bool = True
+
+
+@dataclass
+class TokenizedConversation:
+    input_ids: list[int]
+    labels: list[int]
+    attention_mask: list[int]
+    rendered: Rendered
+    #: tokens of the full conversation before any truncation
+    full_length: int = 0
+    #: None when kept whole; "truncated" or "dropped" when longer than the sequence length
+    overlong: str | None = None
+    #: assistant turns cut off by truncation
+    turns_cut: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]], options: LabelOptions,
+                    last_message: int | None = None) -> list[Span]:
+    """The spans that get labels: assistant thought, calls, content and `<|im_end|>`.
+
+    `last_message` limits the choice to messages up to that index (used after truncation).
+    """
+    limit = len(messages) - 1 if last_message is None else last_message
+    assistant = [
+        i for i, m in enumerate(messages[: limit + 1])
+        if m.get("role") == "assistant" and m.get("train", True) is not False
+    ]
+    if options.train_last_turn_only:
+        assistant = assistant[-1:]
+    chosen = set(assistant)
+    out = []
+    for span in spans:
+        if span.message_index in chosen and span.is_assistant_output:
+            if span.part is Part.THOUGHT and not options.train_thought:
+                continue
+            out.append(span)
+    return out
+
+
+def token_ranges(starts: list[int], ends: list[int], spans: Sequence[Span]) -> list[tuple[int, int]]:
+    """Token index ranges [i, j) whose characters overlap each span (offsets are sorted)."""
+    ranges = []
+    for span in spans:
+        i = bisect_right(ends, span.start)  # first token ending after the span starts
+        j = bisect_left(starts, span.end)  # first token starting at or after the span ends
+        if i < j:
+            ranges.append((i, j))
+    return ranges
+
+
+def label_tokens(input_ids: list[int], offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[int]:
+    starts = [o[0] for o in offsets]
+    ends = [o[1] if o[1] > o[0] else o[0] for o in offsets]
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for i, j in token_ranges(starts, ends, spans):
+        labels[i:j] = input_ids[i:j]
+    return labels
+
+
+def turn_cut_points(rendered: Rendered, offsets: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """(token count, message index) after each assistant turn's `<|im_end|>\\n`, in order."""
+    ends = [o[1] for o in offsets]
+    points = []
+    for span in rendered.spans:
+        if span.part is Part.NEWLINE and span.role == "assistant" and span.message_index is not None:
+            points.append((bisect_left(ends, span.end) + 1, span.message_index))
+    return points
+
+
+def finish(
+    rendered: Rendered,
+    messages: Sequence[Mapping[str, Any]],
+    input_ids: list[int],
+    offsets: Sequence[Sequence[int]],
+    options: LabelOptions,
+    sequence_len: int | None = None,
+    overlong: OverlongMode = "drop",
+) -> TokenizedConversation:
+    """Labels (and length handling) for a conversation already rendered and tokenized."""
+    full = len(input_ids)
+    result = TokenizedConversation(input_ids, [], [1] * full, rendered, full_length=full)
+    last_message: int | None = None
+    if sequence_len is not None and full > sequence_len:
+        fitting = [(n, i) for n, i in turn_cut_points(rendered, offsets) if n <= sequence_len]
+        if overlong != "truncate_turns" or not fitting:
+            result.overlong = "dropped"
+            result.input_ids, result.attention_mask = [], []
+            return result
+        cut, last_message = fitting[-1]
+        result.overlong = "truncated"
+        result.turns_cut = sum(1 for m in messages[last_message + 1 :] if m.get("role") == "assistant")
+        input_ids, offsets = input_ids[:cut], offsets[:cut]
+        result.input_ids, result.attention_mask = input_ids, [1] * cut
+    spans = trainable_spans(rendered.spans, messages, options, last_message)
+    result.labels = label_tokens(input_ids, offsets, spans)
+    return result
+
+
+def tokenize_conversation(
+    tokenizer: Any,
+    conversation: Mapping[str, Any],
+    options: LabelOptions = LabelOptions(),
+    *,
+    literal_style: LiteralStyle = "json",
+    sequence_len: int | None = None,
+    overlong: OverlongMode = "drop",
+) -> TokenizedConversation:
+    """Render and tokenize one canonical conversation (`{"messages": [...], "tools": [...]}`).
+
+    The tokenizer adds `<s>` itself (MiniCPM3's `add_bos_token`), exactly once, at the start.
+    """
+    messages = conversation["messages"]
+    rendered = render_conversation(messages, conversation.get("tools"), literal_style=literal_style)
+    enc = tokenizer(rendered.text, return_offsets_mapping=True, add_special_tokens=True)
+    return finish(rendered, messages, list(enc["input_ids"]), enc["offset_mapping"], options, sequence_len, overlong)

@@ -1,0 +1,24 @@
+"""Small shared helpers."""
+
+from __future__ import annotations
+
+import logging
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under `minicpm_plugin` that prints INFO lines with a `[minicpm-plugin]` prefix.
+
+    axolotl makes every non-axolotl logger drop INFO messages (a filter added at creation); the
+    plugin's own report lines are INFO, so that filter is removed here.
+    """
+    logger = logging.getLogger(name)
+    logger.filters.clear()
+    root = logging.getLogger("minicpm_plugin")
+    root.filters.clear()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[minicpm-plugin] %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+    return logger
