@@ -1,0 +1,138 @@
+"""prepare_dataset_file: Arrow-safe output, exact values, cache reuse, errors and skip counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_formats_xlam import xlam_record
+
+from minicpm_plugin.formats import (
+    DataError,
+    decode_row,
+    load_conversations,
+    prepare_dataset_file,
+    read_prepared,
+)
+
+F = {"type": "function", "function": {"name": "set", "parameters": {"type": "object", "properties": {"x": {}}}}}
+
+
+def row(value: Any, name: str = "set") -> dict[str, Any]:
+    """A tool-call conversation whose argument x has the given value (types differ across rows)."""
+    return {"messages": [
+        {"role": "user", "content": "set x"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": name, "arguments": json.dumps({"x": value})}}]},
+        {"role": "tool", "content": "ok"},
+        {"role": "assistant", "content": "done"}], "tools": [F]}
+
+
+def write(tmp_path: Path, records: list[Any], name: str = "train.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+VALUES = [1.61, None, "1.61", {"nested": [1, 2.5, None]}, [True, False], 10**18, -0.0001, "北京"]
+
+
+def test_prepared_rows_are_strings_with_exact_values(tmp_path: Path) -> None:
+    src = write(tmp_path, [row(v) for v in VALUES])
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    assert (prepared.rows, prepared.written, prepared.skipped, prepared.with_tools, prepared.calls) == (8, 8, {}, 8, 8)
+    assert prepared.format == "openai" and not prepared.reused and prepared.problems_path is None
+    lines = Path(prepared.path).read_text(encoding="utf-8").splitlines()
+    raw = [json.loads(line) for line in lines]
+    assert all(set(r) == {"conversation", "source"} and all(isinstance(v, str) for v in r.values()) for r in raw)
+    assert [r["source"] for r in raw] == [f"{src}:{i}" for i in range(1, 9)]
+    got = [decode_row(r)["messages"][1]["tool_calls"][0]["function"]["arguments"]["x"] for r in raw]
+    assert got == VALUES
+    assert '\\"x\\": 1.61}' in lines[0]  # the digits written in the file, not 1.6099999999999999
+    assert [s for _, s in read_prepared(prepared.path)] == [r["source"] for r in raw]
+
+
+def test_arrow_reads_mixed_argument_types(tmp_path: Path) -> None:
+    pa_json = pytest.importorskip("pyarrow.json")
+    src = write(tmp_path, [row(v) for v in VALUES])
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    table = pa_json.read_json(prepared.path)
+    assert [str(t) for t in table.schema.types] == ["string", "string"]
+    first = json.loads(table.column("conversation")[0].as_py())
+    assert first["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"x": 1.61}
+
+
+def test_output_name_is_deterministic_and_reused(tmp_path: Path) -> None:
+    src = write(tmp_path, [row(1)])
+    first = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    again = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    assert again.path == first.path and again.reused and (again.rows, again.written) == (1, 1)
+    assert Path(first.path).name.startswith("train.") and first.path.endswith(".jsonl")
+    other = prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="skip")
+    assert other.path != first.path
+    src.write_text(json.dumps(row(2)) + "\n", encoding="utf-8")
+    changed = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    assert changed.path != first.path and not changed.reused
+
+
+def test_errors_stop_preparation_with_the_first_problems(tmp_path: Path) -> None:
+    records = [row(1)] + [row(i, name="sett") for i in range(12)] + [row(2)]
+    src = write(tmp_path, records, "bad.jsonl")
+    with pytest.raises(DataError) as info:
+        prepare_dataset_file(src, out_dir=tmp_path / "out")
+    text = str(info.value).splitlines()
+    assert text[0] == f"{src}: 12 of 14 rows have errors (format openai):"
+    assert text[1] == (f"  {src}:2: messages[1].tool_calls[0].function.name: tool call to 'sett', which is not in "
+                       "tools (declared: set) [unknown-function]")
+    assert len(text) == 1 + 10 + 2
+    assert text[11] == "  ... and 2 more problems"
+    assert text[12].startswith("Fix these rows, or set `minicpm3_on_bad_rows: skip` in the config to leave bad rows out")
+    assert len(info.value.problems) == 12
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.jsonl"))
+
+
+def test_skip_counts_rows_by_reason_and_lists_them(tmp_path: Path) -> None:
+    records = [row(1), row(2, name="sett"), "not json", row(3)]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("\n".join(json.dumps(r) if isinstance(r, dict) else r for r in records) + "\n", encoding="utf-8")
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="skip")
+    assert (prepared.rows, prepared.written) == (4, 2)
+    assert prepared.skipped == {"unknown-function": 1, "invalid-json": 1}
+    assert prepared.summary() == (
+        f"{src} (openai): 4 rows, 2 prepared, 2 skipped (invalid-json: 1, unknown-function: 1); 2 with tools, 2 calls, "
+        f"0 thoughts; every problem is listed in {prepared.problems_path}")
+    listed = Path(prepared.problems_path).read_text(encoding="utf-8").splitlines()
+    assert [line.split(": ")[0] for line in listed] == [f"{src}:2", f"{src}:3"]
+
+
+def test_nothing_usable_is_an_error_even_when_skipping(tmp_path: Path) -> None:
+    src = write(tmp_path, [row(1, name="sett")])
+    with pytest.raises(DataError, match="every one of its 1 rows has errors"):
+        prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="skip")
+    with pytest.raises(DataError, match="cannot read the file"):
+        prepare_dataset_file(tmp_path / "missing.jsonl", out_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="on_bad_rows must be one of error, skip"):
+        prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="drop")
+
+
+def test_undetectable_file_is_not_skippable(tmp_path: Path) -> None:
+    src = write(tmp_path, [{"prompt": "a", "completion": "b"}])
+    with pytest.raises(DataError) as info:
+        prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="skip")
+    assert "no known format reads every record" in str(info.value)
+    assert "minicpm3_on_bad_rows" not in str(info.value)
+
+
+def test_other_formats_and_load_conversations(tmp_path: Path) -> None:
+    src = tmp_path / "xlam.json"
+    src.write_text(json.dumps([xlam_record()]), encoding="utf-8")
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
+    assert (prepared.format, prepared.written, prepared.calls) == ("xlam", 1, 3)
+    (conv,) = load_conversations(src)
+    assert conv == next(read_prepared(prepared.path))[0]
+    bad = write(tmp_path, [row(1), row(2, name="sett")])
+    with pytest.raises(DataError):
+        load_conversations(bad)
+    assert len(load_conversations(bad, on_bad_rows="skip")) == 1
