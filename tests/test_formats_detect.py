@@ -117,3 +117,21 @@ def test_broken_converter_is_reported_not_raised(tmp_path: Path) -> None:
     reg = Registry(formats={"broken": Broken()})
     scanned = scan_file(write(tmp_path, [{"prompt": "x"}]), file="b.jsonl", registry=reg)
     assert [str(p) for p in scanned.problems] == ["b.jsonl:1: the broken converter failed: KeyError: 'completion' [bad-record]"]
+
+
+def test_docs_cover_every_code_and_format_and_the_plugin_example_works() -> None:
+    import re
+
+    from minicpm_plugin.formats import CODES, canonicalize
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "data_formats.md").read_text(encoding="utf-8")
+    assert all(f"| `{code}` | {sev} |" in doc for code, (sev, _) in CODES.items())
+    assert all(f"| `{name}`" in doc for name in get_registry().names() if get_registry().origins[name] == "builtin")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "hookimpl" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "data_formats.md", "exec"), namespace)
+    (fmt,) = namespace["minicpm_plugin_formats"]()
+    record = {"instruction": "Add", "input": "1+1", "output": "2"}
+    assert fmt.detect(record) == MATCH
+    conv, issues = canonicalize(fmt.convert(record))
+    assert issues == [] and conv["messages"][0]["content"] == "Add\n\n1+1"

@@ -24,7 +24,7 @@ CODES: dict[str, tuple[str, str]] = {
     "bad-field": (ERROR, "thought/tool_calls/train/tool_call_id with the wrong type or on the wrong role"),
     "no-assistant-turn": (ERROR, "no assistant turn to train"),
     "empty-assistant-turn": (ERROR, "an assistant turn with neither content nor tool calls"),
-    "bad-tool-call": (ERROR, "a tool call without a function name"),
+    "bad-tool-call": (ERROR, "a tool call that is not {name, arguments} (e.g. no function name)"),
     "unknown-function": (ERROR, "a tool call to a function not in tools"),
     "bad-arguments": (ERROR, "arguments that are not a JSON object or not valid JSON"),
     "bad-argument-name": (ERROR, "an argument name that is not a Python identifier"),
