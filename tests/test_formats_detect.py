@@ -135,3 +135,14 @@ def test_docs_cover_every_code_and_format_and_the_plugin_example_works() -> None
     assert fmt.detect(record) == MATCH
     conv, issues = canonicalize(fmt.convert(record))
     assert issues == [] and conv["messages"][0]["content"] == "Add\n\n1+1"
+
+
+def test_formats_and_cli_modules_import_no_heavy_dependencies() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, minicpm_plugin.formats, minicpm_plugin.cli.check, minicpm_plugin.cli.render\n"
+            "from minicpm_plugin.formats import scan_file\n"
+            "print([m for m in ('torch', 'axolotl', 'transformers', 'datasets', 'pyarrow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "[]"
