@@ -101,3 +101,19 @@ def test_broken_hermes_records(tmp_path: Path) -> None:
     assert got[2] == ("hermes.jsonl:3: messages[4] (from conversations[3]): tool result with no preceding call: a tool "
                       "message must follow an assistant turn with tool_calls (one result per call) [orphan-tool-result]")
     assert len(got) == 3
+
+
+def test_openai_record_mentioning_hermes_tags_stays_openai(tmp_path: Path) -> None:
+    # Structured tool calls are never reinterpreted from text, even if some text mentions <tool_call>.
+    record = {"messages": [
+        {"role": "user", "content": "What does <tool_call> mean in Hermes?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "get_stock_price",
+                                                                                              "arguments": "{\"symbol\": \"X\"}"}}]},
+        {"role": "tool", "content": "1"},
+        {"role": "assistant", "content": "It marks a call."}], "tools": [STOCK]}
+    plain = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<tool_call> is a tag", "train": False},
+                          {"role": "user", "content": "ok"}, {"role": "assistant", "content": "ok"}]}
+    scanned = scan(tmp_path, [record, plain])
+    assert scanned.format == "openai"
+    assert scanned.problems == []
+    assert scanned.rows[0].conversation["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"symbol": "X"}

@@ -82,6 +82,11 @@ class HermesFormat(Format):
         if layout is None:
             return NO
         key, _, content = layout
+        if key == "messages" and (
+            "tools" in record or "functions" in record
+            or any(isinstance(m, Mapping) and (m.get("tool_calls") or m.get("function_call")) for m in record[key])
+        ):
+            return NO  # structured OpenAI tool calls: read by `openai`, never reinterpreted from text
         for turn in record[key]:
             text = turn.get(content)
             if isinstance(text, str) and ("<tools>" in text or "<tool_call>" in text or "<tool_response>" in text):
@@ -134,5 +139,8 @@ class HermesFormat(Format):
                 messages.append({"role": "assistant", "content": _CALL.sub("", text).strip(), "tool_calls": calls})
             else:
                 messages.append({"role": role, "content": text})
+            for extra in ("thought", "reasoning_content", "train", "weight"):
+                if extra in turn:
+                    messages[-1][extra] = turn[extra]
             sources.append(path)
         return Converted({"messages": messages, "tools": tools or None}, sources, tools_source)
