@@ -157,7 +157,7 @@ def test_broken_seed_array_record_is_located_by_index(tmp_path: Path) -> None:
     scanned = scan_file(path, file="train.json")
     assert scanned.format == "seed"
     assert [str(p) for p in scanned.problems] == [
-        "train.json:2: messages[1].content: must be a string, got int [bad-content]"
+        "train.json:2: messages[1].content: must be a string, got number [bad-content]"
     ]
 
 

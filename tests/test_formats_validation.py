@@ -38,7 +38,7 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("null content", {"messages": [{"role": "user", "content": None}, A]},
      "messages[0].content", "a user message has content null; give it a string", "bad-content"),
     ("non-string content", {"messages": [U, {"role": "assistant", "content": 3}]},
-     "messages[1].content", "must be a string, got int", "bad-content"),
+     "messages[1].content", "must be a string, got number", "bad-content"),
     ("image part", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, A]},
      "messages[0].content[0]", "content part of type 'image_url' is not supported; MiniCPM3 is text-only", "bad-content"),
     ("no assistant", {"messages": [U]},
@@ -117,7 +117,7 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("train not a bool", {"messages": [U, dict(A, train="yes")]},
      "messages[1].train", 'must be true or false, got "yes"', "bad-field"),
     ("thought not a string", {"messages": [U, dict(A, thought=3)]},
-     "messages[1].thought", "must be a string, got int", "bad-field"),
+     "messages[1].thought", "must be a string, got number", "bad-field"),
     ("unclosed think", {"messages": [U, {"role": "assistant", "content": "<think>hmm"}]},
      "messages[1].content", "starts with <think> but has no </think>", "bad-content"),
     ("two thoughts", {"messages": [U, {"role": "assistant", "content": "<think>a</think>b", "reasoning_content": "c"}]},
@@ -175,7 +175,7 @@ def test_jsonl_problems_are_located_by_line(tmp_path: Path) -> None:
     assert [r.line for r in scanned.rows] == [1, 3, 4, 5, 6, 7, 8]
     assert [str(p) for p in scanned.problems] == [
         "d.jsonl:3: invalid JSON: Expecting value (column 15); each line of a JSONL file must hold one whole JSON object [invalid-json]",
-        "d.jsonl:4: a record must be a JSON object, got list [not-an-object]",
+        "d.jsonl:4: a record must be a JSON object, got a list [not-an-object]",
         'd.jsonl:5: messages[1].role: unknown role "bot"; use system, user, assistant or tool [unknown-role]',
         "d.jsonl:6: invalid JSON: NaN is not valid JSON; each line of a JSONL file must hold one whole JSON object [invalid-json]",
         "d.jsonl:7: this record does not look like openai; its keys: "

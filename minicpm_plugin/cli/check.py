@@ -128,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
             totals[key] += stats[key]
         totals["warnings"] += sum(1 for p in problems if not p.is_error)
         totals["errors"] += sum(1 for p in problems if p.is_error)
-        formats.append(f"{path}: {scanned.format or 'unreadable'}")
+        if scanned.format is None:
+            code = scanned.file_problems[0].code if scanned.file_problems else ""
+            label = {"unreadable-file": "unreadable", "no-format": "format unknown", "several-formats": "format ambiguous"}
+            formats.append(f"{path}: {label.get(code, 'invalid JSON')}")
+        else:
+            formats.append(f"{path}: {scanned.format}")
 
     files = f"{len(args.files)} file{'s' if len(args.files) != 1 else ''} ({'; '.join(formats)})"
     line = (f"checked {files}: {_n(totals['rows'])} rows, {_n(totals['bad'])} with errors, {_n(totals['warnings'])} "

@@ -47,7 +47,8 @@ class Issue:
 
 
 def _type(value: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null", int: "number",
+            float: "number"}.get(
         type(value), type(value).__name__
     )
 

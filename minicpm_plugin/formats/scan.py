@@ -102,16 +102,21 @@ def convert_record(fmt: Any, raw: RawRecord, file: str, *, detected: bool = Fals
         return Row(file, line, None, [raw.problem])
     value = raw.value
     if not isinstance(value, Mapping):
-        return Row(file, line, None, [Problem(file, line, "", f"a record must be a JSON object, got {type(value).__name__}", "not-an-object")])
-    if score(fmt, value) == NO:
-        how = f" (the format detected from the first {DETECT_SAMPLE} records)" if detected else ""
-        return Row(file, line, None, [Problem(file, line, "", f"this record does not look like {fmt.name}{how}; its keys: "
-                                              f"{_keys(value)}", "wrong-format")])
+        kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+        return Row(file, line, None, [Problem(file, line, "", f"a record must be a JSON object, got {kind}", "not-an-object")])
+    recognised = score(fmt, value) != NO
+    wrong = Problem(file, line, "", f"this record does not look like {fmt.name}"
+                    f"{f' (the format detected from the first {DETECT_SAMPLE} records)' if detected else ''}; its keys: "
+                    f"{_keys(value)}", "wrong-format")
+    if not recognised and detected:
+        return Row(file, line, None, [wrong])
     try:
         out = fmt.convert(value)
-    except RecordError as exc:
-        return Row(file, line, None, [Problem(file, line, exc.path, exc.message, exc.code)])
-    except Exception as exc:  # a converter bug or a record it did not expect: report, never a traceback
+    except Exception as exc:  # RecordError, or a converter bug / a record it did not expect: never a traceback
+        if not recognised:  # a forced format given a record of another shape
+            return Row(file, line, None, [wrong])
+        if isinstance(exc, RecordError):
+            return Row(file, line, None, [Problem(file, line, exc.path, exc.message, exc.code)])
         path = getattr(exc, "path", "")
         return Row(file, line, None, [Problem(file, line, path if isinstance(path, str) else "",
                                               f"the {fmt.name} converter failed: {type(exc).__name__}: {exc}", "bad-record")])
