@@ -29,6 +29,8 @@ def _drop_packed_mask(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
         and _is_packed(position_ids)
     ):
         kwargs["attention_mask"] = None
+        # transformers only derives the per-sample mask when no cache is in play.
+        kwargs["use_cache"] = False
     return args, kwargs
 
 

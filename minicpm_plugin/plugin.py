@@ -10,6 +10,7 @@ from axolotl.integrations.base import BasePlugin
 
 from minicpm_plugin.args import plugin_options
 from minicpm_plugin.chat import chat_template_for
+from minicpm_plugin.compat import apply_transformers_fixes
 from minicpm_plugin.config_checks import (
     ConfigError,
     check_chat_template,
@@ -49,6 +50,7 @@ class MiniCPM3Plugin(BasePlugin):
             opts = plugin_options(cfg)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ConfigError(f"invalid minicpm3_* key: {exc}") from None
+        apply_transformers_fixes()
         check_model(cfg)
         check_remote_code(cfg)
         check_lora_targets(cfg)
