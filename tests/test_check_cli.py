@@ -184,3 +184,12 @@ def test_render_with_tokenizer_marks_labelled_tokens(tiny_model_dir: Path, tmp_p
     assert "[[You're welcome.<|im_end|>]]" in out
     footer = out.splitlines()[-1]
     assert footer.startswith("# ") and "tokens (a leading <s>)" in footer and "trained" in footer
+
+
+def test_render_file_level_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "missing.jsonl")
+    code, out, _ = run(capsys, "render", missing)
+    assert code == 1 and out.strip() == f"{missing}: cannot read the file: No such file or directory [unreadable-file]"
+    a = write(tmp_path, "pc.jsonl", [{"prompt": "a", "completion": "b"}])
+    code, out, _ = run(capsys, "render", a)
+    assert code == 1 and out.startswith(f"{a}: no known format reads every record") and out.strip().endswith("[no-format]")

@@ -68,21 +68,23 @@ def mark(text: str, ranges: list[tuple[int, int]], color: bool) -> str:
     return "".join(out)
 
 
-def pick_row(scanned: Any, index: int | None, line: int | None) -> Any:
+def pick_record(records: list[Any], file: str, index: int | None, line: int | None) -> Any:
     if line is not None:
-        for row in scanned.rows:
-            if row.line == line:
-                return row
-        raise UserError(f"{scanned.file} has no record at line {line}")
+        for rec in records:
+            if rec.line == line:
+                return rec
+        raise UserError(f"{file} has no record at line {line}")
     index = 0 if index is None else index
-    if not 0 <= index < len(scanned.rows):
-        raise UserError(f"{scanned.file} has {len(scanned.rows)} records; --index must be 0..{len(scanned.rows) - 1}")
-    return scanned.rows[index]
+    if not 0 <= index < len(records):
+        raise UserError(f"{file} has {len(records)} records; --index must be 0..{len(records) - 1}")
+    return records[index]
 
 
 def run(args: argparse.Namespace) -> int:
     from minicpm_plugin.chat import render_conversation
-    from minicpm_plugin.formats import FormatLookupError, get_registry, scan_file
+    from minicpm_plugin.formats import FormatLookupError, Problem, get_registry
+    from minicpm_plugin.formats.reader import FileProblem, parse_records, read_bytes
+    from minicpm_plugin.formats.scan import convert_record
     from minicpm_plugin.tokenize import IGNORE_INDEX, LabelOptions, tokenize_conversation, trainable_spans
 
     reg = get_registry()
@@ -91,12 +93,18 @@ def run(args: argparse.Namespace) -> int:
             reg.get(args.format)
         except FormatLookupError as exc:
             raise UserError(str(exc)) from None
-    scanned = scan_file(args.file, format=args.format, registry=reg)
-    if scanned.file_problems:
-        for p in scanned.file_problems:
-            print(p)
+    # Only the chosen record is converted (the format is still detected from the file's first records).
+    try:
+        records = parse_records(read_bytes(args.file), args.file)
+        fmt = reg.get(args.format) if args.format != "auto" else reg.detect([r.value for r in records if r.problem is None])
+    except FileProblem as exc:
+        print(exc.problem)
         return 1
-    row = pick_row(scanned, args.index, args.line)
+    except FormatLookupError as exc:
+        print(Problem(args.file, None, "", str(exc), exc.code))
+        return 1
+    row = convert_record(fmt, pick_record(records, args.file, args.index, args.line), args.file,
+                         detected=args.format == "auto")
     for p in row.problems:
         print(p, file=sys.stderr if row.ok else sys.stdout)
     if not row.ok:
@@ -106,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     color = use_color(args.color, sys.stdout)
     rendered = render_conversation(conv["messages"], conv["tools"], literal_style=args.literal_style)
     calls = sum(len(m.get("tool_calls", ())) for m in conv["messages"])
-    print(f"# {row.source} ({scanned.format}): {len(conv['messages'])} messages, {len(conv['tools'] or [])} tools, "
+    print(f"# {row.source} ({fmt.name}): {len(conv['messages'])} messages, {len(conv['tools'] or [])} tools, "
           f"{calls} calls" + ("" if color else f"; trained text is between {OPEN} and {CLOSE}"))
     if args.tokenizer:
         from minicpm_plugin.cli.check import load_tokenizer
