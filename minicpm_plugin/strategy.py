@@ -22,13 +22,18 @@ from minicpm_plugin.utils import get_logger
 LOG = get_logger(__name__)
 
 
-def row_conversation(row: dict[str, Any]) -> dict[str, Any]:
-    """The canonical conversation of one dataset row."""
-    if isinstance(row.get("conversation"), str):
+def row_conversation(row: dict[str, Any], source: str, format: str = "auto") -> dict[str, Any]:
+    """The canonical conversation of one dataset row (prepared by the plugin, or raw columns)."""
+    if isinstance(row.get("conversation"), str) and "source" in row:
         return json.loads(row["conversation"])
-    from minicpm_plugin.formats.rows import convert_row
+    from minicpm_plugin.formats.reader import RawRecord
+    from minicpm_plugin.formats.scan import scan_records
 
-    return convert_row(row)
+    scanned = scan_records([RawRecord(1, {k: v for k, v in row.items() if v is not None})], source, format=format)
+    problems = scanned.file_problems + [p for r in scanned.rows for p in r.problems if p.is_error]
+    if problems or not scanned.rows or scanned.rows[0].conversation is None:
+        raise ValueError("; ".join(str(p) for p in problems) or "cannot read this row")
+    return scanned.rows[0].conversation
 
 
 class MiniCPM3Strategy(PromptTokenizingStrategy):
@@ -41,6 +46,7 @@ class MiniCPM3Strategy(PromptTokenizingStrategy):
                                     train_thought=opts.minicpm3_train_thought)
         self.literal_style = opts.minicpm3_literal_style
         self.overlong = opts.minicpm3_overlong
+        self.format = opts.minicpm3_format
         self.report = report
 
     @property
@@ -56,7 +62,7 @@ class MiniCPM3Strategy(PromptTokenizingStrategy):
         for i, row in enumerate(rows):
             source = row.get("source") or f"row {i}"
             try:
-                conv = row_conversation(row)
+                conv = row_conversation(row, source, self.format)
                 rendered.append(render_conversation(conv["messages"], conv.get("tools"), literal_style=self.literal_style))
             except (FormatError, ValueError, KeyError, TypeError) as exc:
                 # Only reachable for rows the plugin did not prepare and validate itself.

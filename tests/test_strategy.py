@@ -1,0 +1,162 @@
+"""The prompt strategy: exact labels from spans, options, and overlong rows counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axolotl_runs import REPO
+from helpers import load_json
+
+from minicpm_plugin.formats.prepare import load_conversations
+from minicpm_plugin.length_report import LengthReport
+from minicpm_plugin.strategy import load
+from minicpm_plugin.tokenize import IGNORE_INDEX
+
+GOLDEN = load_json("minicpm3_template_cases.json")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def make_cfg(tmp_path: Path, **keys: Any) -> Any:
+    from axolotl.utils.dict import DictDefault
+
+    return DictDefault({"sequence_len": 4096, "dataset_prepared_path": str(tmp_path), "datasets": [], **keys})
+
+
+def rows(*conversations: dict) -> dict[str, list]:
+    return {
+        "conversation": [json.dumps(c) for c in conversations],
+        "source": [f"data.jsonl:{i + 1}" for i in range(len(conversations))],
+    }
+
+
+def trained_pieces(tokenizer: Any, ids: list[int], labels: list[int]) -> list[str]:
+    pieces, cur = [], []
+    for tid, lab in zip(ids, labels, strict=True):
+        if lab == IGNORE_INDEX:
+            if cur:
+                pieces.append(tokenizer.decode(cur))
+            cur = []
+        else:
+            assert lab == tid
+            cur.append(tid)
+    if cur:
+        pieces.append(tokenizer.decode(cur))
+    return pieces
+
+
+def conv(name: str) -> dict:
+    return {"messages": GOLDEN[name]["messages"], "tools": GOLDEN[name]["tools"]}
+
+
+def test_labels_are_exactly_the_assistant_outputs(tokenizer: Any, tmp_path: Path) -> None:
+    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(conv("tools_nested_types_and_literals")))
+    ids, labels = out["input_ids"][0], out["labels"][0]
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    assert trained_pieces(tokenizer, ids, labels) == [
+        '<|thought_start|>\nNeed search_flights first.\n<|thought_end|>\n<|tool_call_start|>\n```python\n'
+        'search_flights(origin="PEK",destination="SHA",date="2024-10-01",passengers={"adults": 2, "children": 0},'
+        'cabins=["economy", "business"],flexible=true,max_price=null)\n```\n<|tool_call_end|>\nSearching now.<|im_end|>',
+        '<|tool_call_start|>\n```python\nbook_trip(legs=[{"from_city": "PEK", "to_city": "SHA"}])\n```\n'
+        "<|tool_call_end|>\n<|im_end|>",
+        "Booked MU5101 for 1200.5.<|im_end|>",
+    ]
+    assert out["attention_mask"][0] == [1] * len(ids)
+
+
+def test_options_thought_last_turn_and_per_message_train(tokenizer: Any, tmp_path: Path) -> None:
+    c = conv("tools_parallel_calls_no_thought")
+    no_thought = load(tokenizer, make_cfg(tmp_path, minicpm3_train_thought=False)).tokenize_prompt(rows(c))
+    pieces = trained_pieces(tokenizer, no_thought["input_ids"][0], no_thought["labels"][0])
+    assert pieces[-1] == "Paris is sunny, Rome rainy, it is 12:00 UTC.<|im_end|>"
+    assert "<|thought_start|>\nAll results are in." in tokenizer.decode(no_thought["input_ids"][0])
+
+    last = load(tokenizer, make_cfg(tmp_path, minicpm3_train_last_turn_only=True)).tokenize_prompt(rows(c))
+    assert trained_pieces(tokenizer, last["input_ids"][0], last["labels"][0]) == [
+        "<|thought_start|>\nAll results are in.\n<|thought_end|>\nParis is sunny, Rome rainy, it is 12:00 UTC.<|im_end|>"
+    ]
+
+    c2 = json.loads(json.dumps(conv("plain_system_multi_turn")))
+    c2["messages"][2]["train"] = False
+    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c2))
+    assert trained_pieces(tokenizer, out["input_ids"][0], out["labels"][0]) == ["6<|im_end|>"]
+
+
+def test_values_reach_the_tokens_exactly(tokenizer: Any, tmp_path: Path) -> None:
+    c = {"messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": "f", "arguments": '{"price": 1.61, "cap": null, "deep": {"x": [true, 0.1]}}'}}]},
+    ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]}
+    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c))
+    pieces = trained_pieces(tokenizer, out["input_ids"][0], out["labels"][0])
+    assert 'f(price=1.61,cap=null,deep={"x": [true, 0.1]})' in pieces[0]
+
+
+def test_overlong_rows_are_dropped_and_counted(tokenizer: Any, tmp_path: Path) -> None:
+    long = conv("plain_system_multi_turn")
+    cfg = make_cfg(tmp_path, sequence_len=30)
+    report = LengthReport.for_config(cfg)
+    report.reset()
+    out = load(tokenizer, cfg).tokenize_prompt(rows(long, conv("generation_prompt") | {"messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}))
+    assert len(out["input_ids"]) == 1  # the long one is gone, the short one kept
+    summary = report.summary()
+    assert (summary.dropped, summary.truncated) == (1, 0)
+    assert summary.tokens_lost > 30 and summary.examples == ["data.jsonl:1"]
+
+
+def test_truncate_turns_cuts_at_a_turn_boundary(tokenizer: Any, tmp_path: Path) -> None:
+    c = conv("plain_system_multi_turn")
+    full = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c))["input_ids"][0]
+    first_turn_end = tokenizer.decode(full).index("<|im_start|>user\nand 3+3?")
+    limit = len(tokenizer(tokenizer.decode(full)[:first_turn_end])["input_ids"]) + 2
+    cfg = make_cfg(tmp_path, sequence_len=limit, minicpm3_overlong="truncate_turns")
+    report = LengthReport.for_config(cfg)
+    report.reset()
+    out = load(tokenizer, cfg).tokenize_prompt(rows(c))
+    ids, labels = out["input_ids"][0], out["labels"][0]
+    assert len(ids) <= limit
+    assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n4<|im_end|>\n")
+    assert trained_pieces(tokenizer, ids, labels) == ["4<|im_end|>"]
+    summary = report.summary()
+    assert (summary.truncated, summary.turns_cut) == (1, 1)
+
+
+def test_rows_not_prepared_by_the_plugin_are_converted(tokenizer: Any, tmp_path: Path) -> None:
+    raw = json.loads((REPO / "examples/data/tool_calls.jsonl").read_text().splitlines()[0])
+    batch = {k: [v] for k, v in raw.items()}
+    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(batch)
+    prepared = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(load_conversations(REPO / "examples/data/tool_calls.jsonl")[0]))
+    assert out["labels"] == prepared["labels"]
+
+
+def test_plain_chat_labels_equal_axolotls_builtin_strategy(tokenizer: Any, tmp_path: Path) -> None:
+    """On plain chats (where axolotl's built-in chat_template strategy is right) labels agree,
+    except that ours starts with <s> (the built-in path leaves it out)."""
+    from axolotl.prompt_strategies.chat_template import load as builtin_load
+    from axolotl.utils.dict import DictDefault
+
+    from minicpm_plugin import CHAT_TEMPLATE
+
+    chats = load_conversations(REPO / "examples/data/chat_seed.json")
+    cfg = DictDefault({"sequence_len": 4096, "chat_template": "jinja", "chat_template_jinja": CHAT_TEMPLATE,
+                       "train_on_inputs": False})
+    ds_cfg = {"type": "chat_template", "chat_template": "jinja", "chat_template_jinja": CHAT_TEMPLATE,
+              "field_messages": "messages", "roles_to_train": ["assistant"], "train_on_eos": "turn"}
+    builtin = builtin_load(tokenizer, cfg, ds_cfg)
+    ours = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(*chats))
+    for i, chat in enumerate(chats):
+        theirs = builtin.tokenize_prompt({"messages": chat["messages"]})
+        assert ours["input_ids"][i][0] == tokenizer.bos_token_id
+        assert ours["input_ids"][i][1:] == theirs["input_ids"], i
+        assert ours["labels"][i][1:] == theirs["labels"], i
+    assert len(chats) == 40
