@@ -58,6 +58,10 @@ def list_formats(out: Any = None) -> int:
 
 def load_tokenizer(path: str) -> Any:
     """A tokenizer from a local directory (transformers is imported only here)."""
+    from pathlib import Path
+
+    if not Path(path).is_dir():
+        raise UserError(f"cannot load a tokenizer from {path}: not a directory (give the model or tokenizer folder)")
     try:
         from transformers import AutoTokenizer
 
