@@ -22,6 +22,7 @@ from minicpm_plugin.config_checks import (
     has_gpu,
     init_single_process_gloo,
 )
+from minicpm_plugin.distributed_cpu import setup_cpu_processes
 from minicpm_plugin.length_report import LengthReport
 from minicpm_plugin.utils import get_logger
 
@@ -58,7 +59,7 @@ class MiniCPM3Plugin(BasePlugin):
         check_chat_template(cfg, chat_template_for(opts.minicpm3_literal_style))
         self.on_cpu = opts.minicpm3_cpu_fallback and not has_gpu()
         if self.on_cpu:
-            changed = cpu_fallback(cfg)
+            changed = cpu_fallback(cfg) + setup_cpu_processes(cfg)
             if changed:
                 LOG.info("no GPU found: running on CPU with " + "; ".join(changed))
             if cfg.get("deepspeed"):

@@ -1,0 +1,139 @@
+"""Several training processes on a machine without a GPU (gloo), for `accelerate launch` and `deepspeed`.
+
+axolotl 0.19.0 assumes one GPU per process once WORLD_SIZE > 1: it sets `device_map={"": LOCAL_RANK}`
+(a GPU index, which transformers rejects without an accelerator) and creates its accelerate state
+without `cpu=True` (so accelerate sees no backend and every rank trains alone on all the data).
+`setup_cpu_processes` runs from the plugin's `register`, before axolotl touches either, and makes the
+same launch commands that use NCCL on GPUs run as real data parallel over gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from minicpm_plugin.utils import get_logger
+
+LOG = get_logger(__name__)
+_PATCHED = "_minicpm_cpu_device_map"
+
+
+def world_size() -> int:
+    """Number of training processes the launcher started (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def cpu_device_map(device_map: Any) -> Any:
+    """A device map that places the whole model on the CPU, for maps that name GPU indices."""
+    if isinstance(device_map, int) or (isinstance(device_map, str) and device_map.startswith("cuda")):
+        return "cpu"
+    if isinstance(device_map, dict) and any(isinstance(v, int) or str(v).startswith("cuda") for v in device_map.values()):
+        return "cpu"
+    return device_map
+
+
+def _patch_model_loader_device_map() -> None:
+    """Rewrite axolotl's per-rank GPU device map to "cpu" right before the model loader reads it."""
+    from axolotl.loaders.model import ModelLoader
+
+    original = ModelLoader._set_device_map_config
+    if getattr(original, _PATCHED, False):
+        return
+
+    def _set_device_map_config(self: Any) -> None:
+        self.cfg.device_map = cpu_device_map(self.cfg.device_map)
+        original(self)
+
+    setattr(_set_device_map_config, _PATCHED, True)
+    ModelLoader._set_device_map_config = _set_device_map_config
+
+
+def _patch_deepspeed_all_gather() -> None:
+    """Let ZeRO-1/2 gather its parameter partitions over gloo.
+
+    gloo runs `all_gather_into_tensor` on a worker thread that copies into chunks of the output; the
+    thread does not inherit the caller's no-grad mode, so DeepSpeed's flat parameter buffer (which
+    requires grad) fails with "Output 0 of Split is a view and is being modified inplace". Detached
+    aliases share the same storage, so the gathered values still land in DeepSpeed's buffer.
+    """
+    from deepspeed.comm.torch import TorchBackend
+
+    original = TorchBackend.all_gather_into_tensor
+    if getattr(original, _PATCHED, False):
+        return
+
+    def all_gather_into_tensor(self: Any, output_tensor: Any, input_tensor: Any, group: Any = None,
+                               async_op: bool = False) -> Any:
+        return original(self, output_tensor.detach(), input_tensor.detach(), group=group, async_op=async_op)
+
+    setattr(all_gather_into_tensor, _PATCHED, True)
+    TorchBackend.all_gather_into_tensor = all_gather_into_tensor
+
+
+def _patch_accelerate_deepspeed_backend() -> None:
+    """Let accelerate count all ranks of a DeepSpeed run on CPU.
+
+    axolotl's trainer resets accelerate's state and rebuilds it with `cpu=False` (DeepSpeed needs that);
+    accelerate then finds no GPU backend, reports one process and does not shard the data, while the
+    DeepSpeed engine averages over all ranks. Reporting the existing gloo group's backend makes
+    accelerate read world size and rank from it.
+    """
+    from accelerate.state import PartialState
+
+    original = PartialState._prepare_backend
+    if getattr(original, _PATCHED, False):
+        return
+
+    def _prepare_backend(self: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        backend, distributed_type = original(self, *args, **kwargs)
+        import torch.distributed as dist
+
+        if (backend is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+                and dist.is_available() and dist.is_initialized()):
+            backend = dist.get_backend()
+        return backend, distributed_type
+
+    setattr(_prepare_backend, _PATCHED, True)
+    PartialState._prepare_backend = _prepare_backend
+
+
+def _init_gloo_group() -> None:
+    """Join the launcher's ranks in a gloo process group (env:// rendezvous from torchrun/deepspeed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=world_size())
+
+
+def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
+    """Prepare a multi-process CPU run (WORLD_SIZE > 1, no GPU); returns what was set, for the log.
+
+    - `ACCELERATE_USE_CPU=true`, read by accelerate's state and the HF Trainer: CPU devices, gloo backend;
+    - the torch process group is created on gloo before axolotl or DeepSpeed would ask for NCCL;
+    - for plain data parallel, accelerate's process state is created with `cpu=True` now, so axolotl's
+      own barriers and main-process checks (dataset preprocessing) see all ranks;
+    - axolotl's `device_map={"": LOCAL_RANK}` is mapped to "cpu" when the model is loaded.
+    """
+    if world_size() <= 1:
+        return []
+    done = []
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if cfg.get("deepspeed"):
+        # accelerate's state ignores DeepSpeed when ACCELERATE_USE_CPU is on: the run would silently be DDP.
+        if use_cpu:
+            del os.environ["ACCELERATE_USE_CPU"]
+            done.append("ACCELERATE_USE_CPU unset (accelerate turns DeepSpeed off with it)")
+        _patch_deepspeed_all_gather()
+        _patch_accelerate_deepspeed_backend()
+    elif not use_cpu:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+        done.append("ACCELERATE_USE_CPU=true")
+    _init_gloo_group()
+    done.append(f"gloo process group of {world_size()} ranks")
+    # axolotl's own barriers and main-process checks (dataset preprocessing) read this state.
+    from accelerate import PartialState
+
+    PartialState(cpu=True)
+    _patch_model_loader_device_map()
+    done.append('device_map {"": LOCAL_RANK} -> "cpu"')
+    return done
