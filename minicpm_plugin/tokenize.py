@@ -43,7 +43,7 @@ class TokenizedConversation:
 
     @property
     def trained_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+        return len(self.labels) - self.labels.count(IGNORE_INDEX)
 
 
 def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]], options: LabelOptions,
@@ -69,22 +69,32 @@ def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]]
     return out
 
 
-def token_ranges(starts: list[int], ends: list[int], spans: Sequence[Span]) -> list[tuple[int, int]]:
-    """Token index ranges [i, j) whose characters overlap each span (offsets are sorted)."""
+def _start(offset: Sequence[int]) -> int:
+    return offset[0]
+
+
+def _end(offset: Sequence[int]) -> int:
+    # A zero-width token (e.g. `<s>` at (0, 0)) ends where it starts.
+    return offset[1] if offset[1] > offset[0] else offset[0]
+
+
+def token_ranges(offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[tuple[int, int]]:
+    """Token index ranges [i, j) whose characters overlap each span (offsets are sorted).
+
+    Binary search straight over the offsets: O(spans x log tokens), no per-token Python work.
+    """
     ranges = []
     for span in spans:
-        i = bisect_right(ends, span.start)  # first token ending after the span starts
-        j = bisect_left(starts, span.end)  # first token starting at or after the span ends
+        i = bisect_right(offsets, span.start, key=_end)  # first token ending after the span starts
+        j = bisect_left(offsets, span.end, lo=i, key=_start)  # first token starting at or after the span ends
         if i < j:
             ranges.append((i, j))
     return ranges
 
 
 def label_tokens(input_ids: list[int], offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[int]:
-    starts = [o[0] for o in offsets]
-    ends = [o[1] if o[1] > o[0] else o[0] for o in offsets]
     labels = [IGNORE_INDEX] * len(input_ids)
-    for i, j in token_ranges(starts, ends, spans):
+    for i, j in token_ranges(offsets, spans):
         labels[i:j] = input_ids[i:j]
     return labels
 
