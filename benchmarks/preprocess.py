@@ -1,0 +1,455 @@
+"""Preprocessing benchmark: conversations -> input_ids/labels, four ways, one process, one run.
+
+    .venv/bin/python benchmarks/preprocess.py                 # 2,000 tool-call + 2,000 plain chats, 3 repeats
+    .venv/bin/python benchmarks/preprocess.py --n 200 --repeats 1 --json out.json
+
+(a) ours: `minicpm_plugin.strategy.load(...).tokenize_prompt(batch)` on batches of rows as the plugin
+    prepares them (`prepare_dataset_file`) and axolotl loads them (Arrow `datasets.Dataset` from JSONL).
+(b) axolotl 0.19's built-in `chat_template` strategy with MiniCPM3's template (`chat_template: jinja`),
+    on the original JSONL loaded into Arrow by `datasets`, as axolotl loads `ds_type: json`.
+(c) the official finetune.py per-message loop (re-implemented from its logic), without the padding.
+(d) the floor: one render (`render_conversation`, the code under `render_chat`) plus one tokenizer
+    call with offsets per conversation; no labels.
+(d') the same renders, tokenized with one tokenizer call per batch (as ours and `datasets.map` batch):
+    the floor for any batched strategy, so ours/(d') is our whole labelling and row-handling overhead.
+
+Batches are taken out of Arrow before timing (as `datasets.map` hands them over); the timers cover
+only the strategy calls. Every method runs once untimed first (the tokenizer's word cache and
+transformers' compiled-template cache are warm for all), then the methods take turns for `--repeats`
+rounds; the median time counts. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false,
+unless set otherwise in the environment). Correctness of each method's output is checked against
+the official rendering (`render_chat`) and an independent character-mask labelling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _data  # noqa: E402
+
+from minicpm_plugin.chat import render_conversation  # noqa: E402
+from minicpm_plugin.chat.spans import Rendered  # noqa: E402
+
+IGNORE = -100
+Row = tuple[list[int], list[int]]  # (input_ids, labels); labels empty where a method gives none
+METHODS = ("ours", "axolotl", "official", "floor", "floor_batched")
+LABELS = {
+    "ours": "(a) ours: minicpm_plugin.strategy",
+    "axolotl": "(b) axolotl chat_template + MiniCPM3 template",
+    "official": "(c) official finetune.py loop (no padding)",
+    "floor": "(d) floor: render + 1 tokenizer call",
+    "floor_batched": "(d') floor, batched: 1 tokenizer call per batch",
+}
+
+
+# ---- the four methods ----------------------------------------------------------------------------
+
+def official_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """The official finetune.py preprocessing for MiniCPM3/4 (eos id 73440 branch), minus the padding.
+
+    Per message: a user turn is the template applied to that one message with the generation prompt
+    (tokenized twice: once for the ids, once for the mask length), a system turn is the template
+    applied to it, an assistant turn is its `content` encoded twice (ids and labels); any other role
+    is skipped. `<s>` first, one EOS at the very end (trained).
+    """
+    rows = []
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    for conv in conversations:
+        ids, labels = [bos], [IGNORE]
+        for message in conv["messages"]:
+            role = message["role"]
+            # The loop tokenizes the message with the template before looking at the role.
+            turn_ids = tokenizer.apply_chat_template([message], return_dict=False)
+            if role == "user":
+                prompt = tokenizer.apply_chat_template([message], add_generation_prompt=True, return_dict=False)
+                ids += prompt
+                labels += [IGNORE] * len(
+                    tokenizer.apply_chat_template([message], add_generation_prompt=True, return_dict=False))
+            elif role == "system":
+                ids += turn_ids
+                labels += [IGNORE] * len(turn_ids)
+            elif role == "assistant":
+                ids += tokenizer.encode(message["content"], add_special_tokens=False)
+                labels += tokenizer.encode(message["content"], add_special_tokens=False)
+        ids.append(eos)
+        labels.append(eos)
+        rows.append((ids, labels))
+    return rows
+
+
+@dataclass
+class FloorRow:
+    rendered: Rendered
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+def floor_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[FloorRow]:
+    """One render and one tokenizer call (with offsets) per conversation: no method can do less."""
+    out = []
+    for conv in conversations:
+        r = render_conversation(conv["messages"], conv.get("tools"))
+        enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=True)
+        out.append(FloorRow(r, enc["input_ids"], enc["offset_mapping"]))
+    return out
+
+
+def floor_batched_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]], batch_size: int) -> list[FloorRow]:
+    """The same renders, tokenized `batch_size` at a time (one tokenizer call per batch)."""
+    out = []
+    for k in range(0, len(conversations), batch_size):
+        rendered = [render_conversation(c["messages"], c.get("tools")) for c in conversations[k:k + batch_size]]
+        enc = tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True)
+        out.extend(FloorRow(r, ids, offs) for r, ids, offs in zip(rendered, enc["input_ids"], enc["offset_mapping"], strict=True))
+    return out
+
+
+def strategy_rows(strategy: Any, batches: Sequence[dict[str, list[Any]]]) -> list[Row]:
+    """What `datasets.map(strategy.tokenize_prompt, batched=True)` produces, batch by batch."""
+    rows: list[Row] = []
+    for batch in batches:
+        out = strategy.tokenize_prompt(batch)
+        rows.extend(zip(out.get("input_ids", []), out.get("labels", []), strict=True))
+    return rows
+
+
+# ---- reference labels (independent of minicpm_plugin.tokenize) ----------------------------------
+
+def reference_labels(row: FloorRow, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """A token is trained iff one of its characters lies in an assistant thought/calls/content/end."""
+    mask = bytearray(len(row.rendered.text))
+    for span in row.rendered.spans:
+        m = span.message_index
+        if span.is_assistant_output and m is not None and messages[m].get("train", True) is not False:
+            mask[span.start:span.end] = b"\x01" * (span.end - span.start)
+    labels = []
+    for tid, (s, e) in zip(row.input_ids, row.offsets, strict=True):
+        labels.append(tid if e > s and any(mask[s:e]) else IGNORE)
+    return labels
+
+
+# ---- what axolotl's built-in path gets wrong ------------------------------------------------------
+
+def _floats(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(value, float):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _floats(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _floats(v, f"{path}[{i}]")
+
+
+def _lookup(value: Any, path: str) -> Any:
+    import re
+
+    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        if value is None:
+            return None
+        value = value[int(index)] if index else value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _has_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
+def _calls(messages: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, int, Any]]:
+    for i, m in enumerate(messages):
+        for j, call in enumerate(m.get("tool_calls") or []):
+            yield i, j, (call.get("function") or call).get("arguments")
+
+
+def axolotl_reasons(original: Mapping[str, Any], arrow_row: Mapping[str, Any], text: str, ref_text: str) -> list[str]:
+    """Why the text axolotl trained differs from the official rendering of the original data."""
+    reasons = []
+    if any(_has_null(args) for _, _, args in _calls(original["messages"])):
+        reasons.append("null argument deleted")
+    arrow_msgs = arrow_row["messages"]
+    for i, j, args in _calls(original["messages"]):
+        got = (arrow_msgs[i]["tool_calls"][j].get("function") or {}).get("arguments")
+        if isinstance(got, str):
+            got = json.loads(got)
+        if any(json.dumps(_lookup(got, p)) != json.dumps(v) for p, v in _floats(args)):
+            reasons.append("float changed by the JSON/Arrow load")
+            break
+    for marker, reason in (("<|im_start|>", "turn dropped"), ("<|tool_call_start|>", "tool calls dropped"),
+                           ("<|thought_start|>", "thought dropped")):
+        if text.count(marker) < ref_text.count(marker):
+            reasons.append(reason)
+    return reasons or ["other"]
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+@dataclass
+class Timing:
+    seconds: list[float] = field(default_factory=list)
+    samples: int = 0
+    tokens: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "median_s": self.median, "samples": self.samples, "tokens": self.tokens,
+                "samples_per_s": self.samples / self.median, "tokens_per_s": self.tokens / self.median}
+
+
+def load_tokenizer(path: str | None, workdir: Path) -> Any:
+    """The tokenizer at `path`, or the tiny MiniCPM3 tokenizer saved and reloaded as axolotl loads it."""
+    from transformers import AutoTokenizer
+
+    if path is None:
+        from minicpm_plugin.tiny_model import build_tiny_tokenizer
+
+        path = str(workdir / "tokenizer")
+        build_tiny_tokenizer().save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _arrow_batches(jsonl: Path, cache: Path, batch_size: int) -> tuple[Any, list[dict[str, list[Any]]]]:
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(jsonl), split="train", cache_dir=str(cache))
+    return ds, [ds[i:i + batch_size] for i in range(0, len(ds), batch_size)]
+
+
+def build_strategies(tokenizer: Any, workdir: Path, sequence_len: int) -> tuple[Any, Any]:
+    """(ours, axolotl's built-in) strategies, created through their `load` entry points."""
+    from axolotl.prompt_strategies import chat_template
+    from axolotl.utils.dict import DictDefault
+
+    from minicpm_plugin import CHAT_TEMPLATE
+    from minicpm_plugin import strategy as ours
+
+    cfg = DictDefault({
+        "sequence_len": sequence_len, "train_on_inputs": False, "base_model": "tiny-minicpm3",
+        "dataset_prepared_path": str(workdir / "prepared_axolotl"),
+        "chat_template": "jinja", "chat_template_jinja": CHAT_TEMPLATE,
+        "datasets": [{"path": "bench.jsonl", "type": "minicpm_plugin.strategy"}],
+    })
+    builtin = chat_template.load(tokenizer, cfg, {"type": "chat_template", "field_messages": "messages"})
+    return ours.load(tokenizer, cfg), builtin
+
+
+def run(n: int = 2000, n_plain: int | None = None, repeats: int = 3, batch_size: int = 1000, seed: int = 0,
+        sequence_len: int = 32768, tokenizer_path: str | None = None, workdir: str | None = None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark; return timings, ratios and correctness counts per data set."""
+    import logging
+
+    for name in ("axolotl", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    tmp = tempfile.TemporaryDirectory(prefix="minicpm3-bench-") if workdir is None else None
+    wd = Path(workdir or tmp.name)  # type: ignore[union-attr]
+    wd.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(n, n if n_plain is None else n_plain, repeats, batch_size, seed, sequence_len, tokenizer_path, wd, log)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequence_len: int,
+         tokenizer_path: str | None, wd: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from minicpm_plugin.formats.prepare import prepare_dataset_file
+
+    tokenizer = load_tokenizer(tokenizer_path, wd)
+    ours, builtin = build_strategies(tokenizer, wd, sequence_len)
+    sets = {"tools": _data.tool_conversations(n, seed), "plain": _data.plain_conversations(n_plain, seed)}
+    inputs: dict[str, dict[str, Any]] = {}
+    for name, convs in sets.items():
+        raw = wd / f"{name}.jsonl"
+        _data.write_jsonl(raw, convs)
+        prepared = prepare_dataset_file(raw, out_dir=wd / "prepared_plugin")
+        _, ours_batches = _arrow_batches(Path(prepared.path), wd / "hf_cache", batch_size)
+        arrow, builtin_batches = _arrow_batches(raw, wd / "hf_cache", batch_size)
+        inputs[name] = {"ours": ours_batches, "axolotl": builtin_batches, "arrow": arrow}
+
+    def call(method: str, name: str) -> Any:
+        if method == "ours":
+            return strategy_rows(ours, inputs[name]["ours"])
+        if method == "axolotl":
+            return strategy_rows(builtin, inputs[name]["axolotl"])
+        if method == "official":
+            return official_rows(tokenizer, sets[name])
+        if method == "floor_batched":
+            return floor_batched_rows(tokenizer, sets[name], batch_size)
+        return floor_rows(tokenizer, sets[name])
+
+    log(f"tokenizer: {tokenizer_path or 'tiny MiniCPM3 (built offline)'}, vocab {len(tokenizer)}; "
+        f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}; batch {batch_size}; "
+        f"{repeats} timed repeat(s) after one untimed pass")
+    timings = {name: {m: Timing() for m in METHODS} for name in sets}
+    outputs: dict[str, dict[str, Any]] = {name: {} for name in sets}
+    for name in sets:
+        for method in METHODS:
+            outputs[name][method] = call(method, name)  # untimed warm-up; its output is checked below
+    for rep in range(repeats):
+        for name in sets:
+            for method in METHODS:
+                t0 = time.perf_counter()
+                result = call(method, name)
+                timings[name][method].seconds.append(time.perf_counter() - t0)
+                if rep == 0:
+                    rows = result
+                    timings[name][method].samples = len(sets[name])
+                    timings[name][method].tokens = sum(
+                        len(r.input_ids) if isinstance(r, FloorRow) else len(r[0]) for r in rows)
+        log(f"repeat {rep + 1}/{repeats} done")
+
+    report: dict[str, Any] = {"n": {k: len(v) for k, v in sets.items()}, "repeats": repeats, "sets": {}}
+    for name in sets:
+        t = timings[name]
+        checks = check_outputs(tokenizer, sets[name], inputs[name]["arrow"], outputs[name])
+        report["sets"][name] = {
+            "timings": {m: t[m].as_dict() for m in METHODS},
+            "ours_vs_axolotl": t["axolotl"].median / t["ours"].median,
+            "ours_vs_floor": t["floor"].median / t["ours"].median,
+            "ours_vs_floor_batched": t["floor_batched"].median / t["ours"].median,
+            "checks": checks,
+        }
+    total = {m: sum(timings[s][m].median for s in sets) for m in METHODS}
+    report["all"] = {
+        "median_s": total,
+        "samples_per_s": {m: sum(len(v) for v in sets.values()) / total[m] for m in METHODS},
+        "tokens_per_s": {m: sum(timings[s][m].tokens for s in sets) / total[m] for m in METHODS},
+        "ours_vs_axolotl": total["axolotl"] / total["ours"],
+        "ours_vs_floor": total["floor"] / total["ours"],
+        "ours_vs_floor_batched": total["floor_batched"] / total["ours"],
+    }
+    log(format_report(report))
+    return report
+
+
+def check_outputs(tokenizer: Any, convs: Sequence[Mapping[str, Any]], arrow: Any,
+                  outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Compare each method's rows with the official rendering and the reference labels."""
+    floor: list[FloorRow] = outputs["floor"]
+    refs = [(r.input_ids, reference_labels(r, c["messages"])) for r, c in zip(floor, convs, strict=True)]
+    out: dict[str, Any] = {}
+
+    ours = outputs["ours"]
+    out["ours"] = {
+        "rows": len(ours),
+        "ids_differ": sum(1 for (a, _), (b, _) in zip(ours, refs, strict=True) if a != b),
+        "labels_differ": sum(1 for (_, a), (_, b) in zip(ours, refs, strict=True) if a != b),
+    }
+
+    reasons: Counter[str] = Counter()
+    ax = {"rows": len(outputs["axolotl"]), "missing_bos": 0, "text_differs": 0, "labels_differ_same_text": 0,
+          "any_wrong": 0}
+    bos = tokenizer.bos_token_id
+    for i, ((ids, labels), (ref_ids, ref_labels)) in enumerate(zip(outputs["axolotl"], refs, strict=True)):
+        wrong = False
+        if not ids or ids[0] != bos:
+            ax["missing_bos"] += 1
+            wrong = True
+        body, ref_body, ref_lab = (ids[1:], ref_ids[1:], ref_labels[1:]) if ids[:1] == [bos] else (ids, ref_ids[1:], ref_labels[1:])
+        if body != ref_body:
+            ax["text_differs"] += 1
+            wrong = True
+            text = tokenizer.decode(body, skip_special_tokens=False)
+            ref_text = floor[i].rendered.text
+            reasons.update(axolotl_reasons(convs[i], arrow[i], text, ref_text))
+        elif (labels[1:] if ids[:1] == [bos] else labels) != ref_lab:
+            ax["labels_differ_same_text"] += 1
+            wrong = True
+        ax["any_wrong"] += wrong
+    ax["text_differs_by_reason"] = dict(sorted(reasons.items()))
+    out["axolotl"] = ax
+
+    off = outputs["official"]
+    out["official"] = {
+        "rows": len(off),
+        "ids_differ": sum(1 for (a, _), (b, _) in zip(off, refs, strict=True) if a != b),
+        "rows_with_tool_turns_dropped": sum(1 for c in convs if any(m["role"] == "tool" for m in c["messages"])),
+        "rows_with_calls_or_thoughts_dropped": sum(
+            1 for c in convs if any(m.get("tool_calls") or m.get("thought") for m in c["messages"])),
+        "tokens_vs_official_template": sum(len(a) for a, _ in off) / max(1, sum(len(b) for b, _ in refs)),
+    }
+    return out
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """Markdown tables: speed per method and data set, ratios, and what (b) and (c) get wrong."""
+    lines = []
+    for name, res in report["sets"].items():
+        n = report["n"][name]
+        lines += [f"\n### {name}: {n} conversations, median of {report['repeats']}", "",
+                  "| method | s | samples/s | tokens/s | tokens |", "|---|---:|---:|---:|---:|"]
+        for m in METHODS:
+            t = res["timings"][m]
+            lines.append(f"| {LABELS[m]} | {t['median_s']:.2f} | {t['samples_per_s']:.1f} | "
+                         f"{t['tokens_per_s']:,.0f} | {t['tokens']:,} |")
+        lines += ["", f"ours/(b) = {res['ours_vs_axolotl']:.2f}x, ours/(d) = {res['ours_vs_floor']:.2f}x, "
+                  f"ours/(d') = {res['ours_vs_floor_batched']:.2f}x"]
+        c = res["checks"]
+        lines.append(f"ours: {c['ours']['ids_differ']} rows with ids and {c['ours']['labels_differ']} with labels "
+                     f"different from the official rendering + reference labels (of {c['ours']['rows']})")
+        ax = c["axolotl"]
+        lines.append(f"(b): {ax['any_wrong']} of {ax['rows']} rows wrong: {ax['missing_bos']} without <s>, "
+                     f"{ax['text_differs']} with text different from the official template "
+                     f"{ax['text_differs_by_reason']}, {ax['labels_differ_same_text']} with wrong labels on the right text")
+        o = c["official"]
+        lines.append(f"(c): {o['ids_differ']} of {o['rows']} rows differ from the official template; tool turns dropped "
+                     f"in {o['rows_with_tool_turns_dropped']}, calls/thoughts dropped in "
+                     f"{o['rows_with_calls_or_thoughts_dropped']}; {o['tokens_vs_official_template']:.2f}x the tokens")
+    a = report["all"]
+    lines += ["", "### all", "", "| method | samples/s | tokens/s |", "|---|---:|---:|"]
+    for m in METHODS:
+        lines.append(f"| {LABELS[m]} | {a['samples_per_s'][m]:.1f} | {a['tokens_per_s'][m]:,.0f} |")
+    lines += ["", f"ours/(b) = {a['ours_vs_axolotl']:.2f}x, ours/(d) = {a['ours_vs_floor']:.2f}x, "
+              f"ours/(d') = {a['ours_vs_floor_batched']:.2f}x"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=2000, help="tool-call conversations (default 2000)")
+    p.add_argument("--n-plain", type=int, default=None, help="plain chats (default: same as --n)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=1000, help="rows per tokenize_prompt call (axolotl: 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sequence-len", type=int, default=32768, help="large, so no method drops a row")
+    p.add_argument("--tokenizer", default=None, help="a tokenizer directory (default: the tiny MiniCPM3 one)")
+    p.add_argument("--workdir", default=None, help="keep data and prepared files here (default: a temp dir)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    report = run(args.n, args.n_plain, args.repeats, args.batch_size, args.seed, args.sequence_len,
+                 args.tokenizer, args.workdir)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
