@@ -110,7 +110,7 @@ def test_gpu_train_flop_count_matches_the_real_config() -> None:
 def test_gpu_train_tiny_cpu_run(tmp_path: Path) -> None:
     gt = bench_module("gpu_train")
     out = tmp_path / "r.json"
-    code = gt.main(["--tiny", "--cpu", "--runs", "ours_lora,official_lora", "--steps", "10",
+    code = gt.main(["--tiny", "--cpu", "--runs", "ours_lora,official_lora", "--steps", "14",
                     "--workdir", str(tmp_path), "--json", str(out)])
     import json
 
