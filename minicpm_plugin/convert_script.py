@@ -694,8 +694,8 @@ def _map_deepspeed(conv: Conversion, flag: Flag, qlora: bool) -> None:
     note = f"{_at(flag)}: {PurePosixPath(raw).name}"
     if stage == 3 and qlora:
         stage = 2
-        conv.warnings.append(f"{where}: --deepspeed {raw}: ZeRO-3 does not work with QLoRA (the 4-bit "
-                             f"weights cannot be sharded); mapped to ZeRO-2 ({_DS_OURS[(2, offload)]})")
+        conv.warnings.append(f"{where}: --deepspeed {raw}: ZeRO-3 does not work with QLoRA (its "
+                             f"4-bit packed weights cannot be sharded); mapped to ZeRO-2 ({_DS_OURS[(2, offload)]})")
         note += ", ZeRO-3 -> ZeRO-2 for QLoRA"
     conv.set("deepspeed", _DS_OURS[(stage, offload)], note)
 
