@@ -22,8 +22,6 @@ import pytest
 import yaml
 from axolotl_runs import ENV, REPO, failure, tiny_config
 
-pytestmark = pytest.mark.slow
-
 TESTS = Path(__file__).resolve().parent
 PROBE = f"{Path(__file__).stem}.RankProbe"
 ROWS = 60  # examples/data/tool_calls.jsonl
@@ -98,8 +96,10 @@ def launch_two(cfg: dict[str, Any], tmp: Path, timeout: int = 900) -> subprocess
            "--main_process_port", str(free_port()), "-m", "axolotl.cli.train", str(path)]
     env = dict(os.environ, **ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    # DeepSpeed compiles its CPU Adam with g++ on first use (minutes): once per checkout.
+    # DeepSpeed compiles its CPU ops with g++ on first use (minutes): once per checkout. The venv's bin
+    # goes first on PATH as in an activated shell: a system ninja of another version would rebuild them.
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".torch_extensions"))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -143,6 +143,24 @@ def two_process_config(tiny_model_dir: Path, tmp: Path, steps: int, **overrides:
     return cfg
 
 
+def test_cpu_device_map_replaces_gpu_indices_only() -> None:
+    from minicpm_plugin.distributed_cpu import cpu_device_map
+
+    assert cpu_device_map({"": 1}) == "cpu" and cpu_device_map(0) == "cpu" and cpu_device_map("cuda:1") == "cpu"
+    assert cpu_device_map({"": "cuda:0"}) == "cpu"
+    assert cpu_device_map("auto") == "auto" and cpu_device_map(None) is None and cpu_device_map({"": "cpu"}) == {"": "cpu"}
+
+
+def test_single_process_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from minicpm_plugin.distributed_cpu import setup_cpu_processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    assert setup_cpu_processes({"deepspeed": "x.json"}) == []
+    assert "ACCELERATE_USE_CPU" not in os.environ
+
+
+@pytest.mark.slow
 def test_ddp_two_processes_shard_data_and_stay_in_sync(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = launch_two(two_process_config(tiny_model_dir, tmp_path, steps=4), tmp_path)
     assert result.returncode == 0, failure(result)
@@ -163,6 +181,7 @@ def test_ddp_two_processes_shard_data_and_stay_in_sync(tiny_model_dir: Path, tmp
         assert torch.equal(saved[name.replace(".default", "")], value)
 
 
+@pytest.mark.slow
 def test_deepspeed_zero2_offload_two_processes(tiny_model_dir: Path, tmp_path: Path) -> None:
     import torch
 
