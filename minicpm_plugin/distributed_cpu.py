@@ -12,10 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from minicpm_plugin.utils import get_logger
-
-LOG = get_logger(__name__)
-_PATCHED = "_minicpm_cpu_device_map"
+_PATCHED = "_minicpm_cpu_patch"
 
 
 def world_size() -> int:
@@ -108,10 +105,12 @@ def _init_gloo_group() -> None:
 def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
     """Prepare a multi-process CPU run (WORLD_SIZE > 1, no GPU); returns what was set, for the log.
 
-    - `ACCELERATE_USE_CPU=true`, read by accelerate's state and the HF Trainer: CPU devices, gloo backend;
-    - the torch process group is created on gloo before axolotl or DeepSpeed would ask for NCCL;
-    - for plain data parallel, accelerate's process state is created with `cpu=True` now, so axolotl's
-      own barriers and main-process checks (dataset preprocessing) see all ranks;
+    - the torch process group is created on gloo before axolotl or DeepSpeed would ask for NCCL, and
+      accelerate's process state with `cpu=True`, so axolotl's barriers and main-process checks see
+      all ranks until the trainer builds its own state;
+    - plain data parallel: `ACCELERATE_USE_CPU=true` makes the trainer's accelerate state CPU/gloo;
+    - DeepSpeed: `ACCELERATE_USE_CPU` is removed (accelerate drops DeepSpeed under it), accelerate is
+      made to count the gloo ranks, and ZeRO's all-gather is made gloo-safe;
     - axolotl's `device_map={"": LOCAL_RANK}` is mapped to "cpu" when the model is loaded.
     """
     if world_size() <= 1:
@@ -130,7 +129,6 @@ def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
         done.append("ACCELERATE_USE_CPU=true")
     _init_gloo_group()
     done.append(f"gloo process group of {world_size()} ranks")
-    # axolotl's own barriers and main-process checks (dataset preprocessing) read this state.
     from accelerate import PartialState
 
     PartialState(cpu=True)
