@@ -168,9 +168,9 @@ def find_traps(text: str) -> tuple[str, list[Trap]]:
             continuing = False
             continue
         stripped = code.rstrip()
-        follow = next_code_line(i)
-        flag_follows = follow is not None and _looks_like_flag(follow)
         bash_continues = comment is None and _trailing_backslashes(line) % 2 == 1
+        follow = None if bash_continues else next_code_line(i)
+        flag_follows = follow is not None and _looks_like_flag(follow)
         reason = None
         if bash_continues:
             pass

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from minicpm_plugin.args import MINICPM3_LINEAR_MODULES as LINEAR_MODULES
+
 GIB = 1024**3
 CARDS_GB = (12, 16, 24, 40, 80)
-
-LINEAR_MODULES = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
-                  "gate_proj", "up_proj", "down_proj")
 
 
 class PlanError(ValueError):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from minicpm_plugin.args import MINICPM3_LINEAR_MODULES
 from minicpm_plugin.convert_script import convert_script
 from minicpm_plugin.smoke import (
     RecipeError,
@@ -30,8 +31,6 @@ from minicpm_plugin.smoke import (
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "examples").glob("minicpm3_*.yml"))
 DS_CONFIGS = sorted((ROOT / "deepspeed_configs").glob("*.json"))
-MINICPM3_LINEARS = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj",
-                    "down_proj"]
 
 
 @pytest.fixture
@@ -66,7 +65,7 @@ def test_recipe_passes_axolotl_validation_unchanged(recipe, repo_cwd):
     for ds in cfg["datasets"] + (cfg.get("test_datasets") or []):
         assert ds["type"] == "minicpm_plugin.strategy"
     if raw.get("adapter"):
-        assert cfg["lora_target_modules"] == MINICPM3_LINEARS
+        assert cfg["lora_target_modules"] == list(MINICPM3_LINEAR_MODULES)
         assert not any(cfg[k] for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
 
 

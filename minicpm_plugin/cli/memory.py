@@ -34,19 +34,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the breakdown for `args.recipe`."""
-    import yaml
-
     from minicpm_plugin.memory import PlanError, estimate, format_report, plan_from_recipe, with_overrides
+    from minicpm_plugin.smoke import RecipeError, load_recipe
 
     path = Path(args.recipe)
     try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read the recipe: {exc}") from None
-    if not isinstance(recipe, dict):
-        raise UserError(f"{path}: expected a mapping of keys to values at the top level")
+        recipe = load_recipe(path)
+    except RecipeError as exc:
+        raise UserError(str(exc)) from None
     for name in ("world_size", "sequence_len", "micro_batch_size", "gpu_gb"):
         value = getattr(args, name)
         if value is not None and value <= 0:
