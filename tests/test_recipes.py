@@ -103,6 +103,17 @@ def test_recipe_files_exist_and_qlora_never_meets_zero3():
                 assert (ROOT / "deepspeed_configs" / path).is_file(), line
 
 
+def test_sample_data_is_what_the_generator_writes():
+    import runpy
+
+    generator = runpy.run_path(str(ROOT / "examples" / "data" / "make_sample_data.py"))
+    assert generator["main"](["--check"]) == 0
+    rows = [json.loads(line) for line in (ROOT / "examples" / "data" / "tool_calls.jsonl").read_text("utf-8").splitlines()]
+    held_out = (ROOT / "examples" / "data" / "tool_calls_eval.jsonl").read_text("utf-8").splitlines()
+    assert (len(json.loads((ROOT / "examples" / "data" / "chat_seed.json").read_text("utf-8"))), len(rows),
+            len(held_out)) == (40, 60, 8)
+
+
 def test_deepspeed_configs_fill_auto_from_training_arguments():
     """transformers replaces every "auto" from the TrainingArguments (and the model's hidden size)."""
     from types import SimpleNamespace
