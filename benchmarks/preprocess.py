@@ -1,4 +1,4 @@
-"""Preprocessing benchmark: conversations -> input_ids/labels, four ways, one process, one run.
+"""Preprocessing benchmark: conversations -> input_ids/labels, four ways (+ a batched floor), one process.
 
     .venv/bin/python benchmarks/preprocess.py                 # 2,000 tool-call + 2,000 plain chats, 3 repeats
     .venv/bin/python benchmarks/preprocess.py --n 200 --repeats 1 --json out.json
@@ -14,16 +14,19 @@
     the floor for any batched strategy, so ours/(d') is our whole labelling and row-handling overhead.
 
 Batches are taken out of Arrow before timing (as `datasets.map` hands them over); the timers cover
-only the strategy calls. Every method runs once untimed first (the tokenizer's word cache and
-transformers' compiled-template cache are warm for all), then the methods take turns for `--repeats`
-rounds; the median time counts. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false,
-unless set otherwise in the environment). Correctness of each method's output is checked against
-the official rendering (`render_chat`) and an independent character-mask labelling.
+only the strategy calls, batch by batch (`--batch-size`, axolotl's 1000; the per-conversation methods
+get the same chunks), and each batch's rows are let go as `datasets.map` does. Every method runs once
+untimed first (the tokenizer's word cache and transformers' compiled-template cache are warm for all),
+then the methods take turns for `--repeats` rounds; the median time counts. A last untimed pass keeps
+every method's rows for the checks. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false unless the environment says
+otherwise). Each method's rows are checked against the official rendering (`render_chat`) and an
+independent character-mask labelling.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -113,23 +116,33 @@ def floor_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> li
     return out
 
 
-def floor_batched_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]], batch_size: int) -> list[FloorRow]:
-    """The same renders, tokenized `batch_size` at a time (one tokenizer call per batch)."""
-    out = []
-    for k in range(0, len(conversations), batch_size):
-        rendered = [render_conversation(c["messages"], c.get("tools")) for c in conversations[k:k + batch_size]]
-        enc = tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True)
-        out.extend(FloorRow(r, ids, offs) for r, ids, offs in zip(rendered, enc["input_ids"], enc["offset_mapping"], strict=True))
-    return out
+def floor_batched_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[FloorRow]:
+    """The same renders, tokenized with one tokenizer call for the whole batch."""
+    rendered = [render_conversation(c["messages"], c.get("tools")) for c in conversations]
+    enc = tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True)
+    return [FloorRow(r, ids, offs) for r, ids, offs in zip(rendered, enc["input_ids"], enc["offset_mapping"], strict=True)]
 
 
-def strategy_rows(strategy: Any, batches: Sequence[dict[str, list[Any]]]) -> list[Row]:
-    """What `datasets.map(strategy.tokenize_prompt, batched=True)` produces, batch by batch."""
-    rows: list[Row] = []
+def strategy_rows(strategy: Any, batch: dict[str, list[Any]]) -> list[Row]:
+    """What `datasets.map(strategy.tokenize_prompt, batched=True)` gets back for one batch."""
+    out = strategy.tokenize_prompt(batch)
+    return list(zip(out.get("input_ids", []), out.get("labels", []), strict=True))
+
+
+def process(fn: Callable[[Any], list[Any]], batches: Sequence[Any], keep: bool) -> tuple[list[Any], int]:
+    """Run `fn` batch by batch; count tokens; keep the rows only when asked.
+
+    `datasets.map` writes each batch's output to Arrow and lets the Python objects go; keeping millions of
+    rows alive in timed passes would only measure Python's garbage collector walking them.
+    """
+    kept: list[Any] = []
+    tokens = 0
     for batch in batches:
-        out = strategy.tokenize_prompt(batch)
-        rows.extend(zip(out.get("input_ids", []), out.get("labels", []), strict=True))
-    return rows
+        rows = fn(batch)
+        tokens += sum(len(r.input_ids) if isinstance(r, FloorRow) else len(r[0]) for r in rows)
+        if keep:
+            kept.extend(rows)
+    return kept, tokens
 
 
 # ---- reference labels (independent of minicpm_plugin.tokenize) ----------------------------------
@@ -294,42 +307,39 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
         arrow, builtin_batches = _arrow_batches(raw, wd / "hf_cache", batch_size)
         inputs[name] = {"ours": ours_batches, "axolotl": builtin_batches, "arrow": arrow}
 
-    def call(method: str, name: str) -> Any:
+    def call(method: str, name: str, keep: bool) -> tuple[list[Any], int]:
         if method == "ours":
-            return strategy_rows(ours, inputs[name]["ours"])
+            return process(lambda b: strategy_rows(ours, b), inputs[name]["ours"], keep)
         if method == "axolotl":
-            return strategy_rows(builtin, inputs[name]["axolotl"])
-        if method == "official":
-            return official_rows(tokenizer, sets[name])
-        if method == "floor_batched":
-            return floor_batched_rows(tokenizer, sets[name], batch_size)
-        return floor_rows(tokenizer, sets[name])
+            return process(lambda b: strategy_rows(builtin, b), inputs[name]["axolotl"], keep)
+        chunks = [sets[name][k:k + batch_size] for k in range(0, len(sets[name]), batch_size)]
+        fn = {"official": official_rows, "floor": floor_rows, "floor_batched": floor_batched_rows}[method]
+        return process(lambda b: fn(tokenizer, b), chunks, keep)
 
     log(f"tokenizer: {tokenizer_path or 'tiny MiniCPM3 (built offline)'}, vocab {len(tokenizer)}; "
         f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}; batch {batch_size}; "
         f"{repeats} timed repeat(s) after one untimed pass")
     timings = {name: {m: Timing() for m in METHODS} for name in sets}
-    outputs: dict[str, dict[str, Any]] = {name: {} for name in sets}
     for name in sets:
-        for method in METHODS:
-            outputs[name][method] = call(method, name)  # untimed warm-up; its output is checked below
+        for method in METHODS:  # untimed warm-up pass
+            _, timings[name][method].tokens = call(method, name, keep=False)
+            timings[name][method].samples = len(sets[name])
     for rep in range(repeats):
         for name in sets:
             for method in METHODS:
+                gc.collect()
                 t0 = time.perf_counter()
-                result = call(method, name)
+                call(method, name, keep=False)
                 timings[name][method].seconds.append(time.perf_counter() - t0)
-                if rep == 0:
-                    rows = result
-                    timings[name][method].samples = len(sets[name])
-                    timings[name][method].tokens = sum(
-                        len(r.input_ids) if isinstance(r, FloorRow) else len(r[0]) for r in rows)
         log(f"repeat {rep + 1}/{repeats} done")
 
     report: dict[str, Any] = {"n": {k: len(v) for k, v in sets.items()}, "repeats": repeats, "sets": {}}
     for name in sets:
         t = timings[name]
-        checks = check_outputs(tokenizer, sets[name], inputs[name]["arrow"], outputs[name])
+        # one more (untimed) pass that keeps every row, for the checks
+        outputs = {method: call(method, name, keep=True)[0] for method in METHODS}
+        checks = check_outputs(tokenizer, sets[name], inputs[name]["arrow"], outputs)
+        del outputs
         report["sets"][name] = {
             "timings": {m: t[m].as_dict() for m in METHODS},
             "ours_vs_axolotl": t["axolotl"].median / t["ours"].median,

@@ -68,7 +68,7 @@ def test_floor_rows_carry_the_spans_ours_labels_from(tmp_path: Path) -> None:
     import json
 
     batch = {"conversation": [json.dumps(c, ensure_ascii=False) for c in convs], "source": [f"x:{i}" for i in range(4)]}
-    rows = pre.strategy_rows(ours, [batch])
+    rows = pre.strategy_rows(ours, batch)
     for (ids, labels), floor, conv in zip(rows, pre.floor_rows(tokenizer, convs), convs, strict=True):
         assert ids == floor.input_ids and ids[0] == tokenizer.bos_token_id
         assert labels == pre.reference_labels(floor, conv["messages"])
