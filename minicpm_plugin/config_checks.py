@@ -97,6 +97,22 @@ def check_lora_targets(cfg: dict[str, Any]) -> None:
         )
 
 
+def check_deepspeed(cfg: dict[str, Any]) -> None:
+    """QLoRA's 4-bit weights cannot be partitioned by ZeRO-3 (use ZeRO-2)."""
+    path = cfg.get("deepspeed")
+    if not path or cfg.get("adapter") != "qlora":
+        return
+    try:
+        stage = json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage")
+    except (OSError, ValueError):
+        return  # axolotl reports a missing or broken file itself
+    if stage == 3:
+        raise ConfigError(
+            f"deepspeed: {path} is ZeRO stage 3, which does not work with QLoRA (4-bit weights cannot be "
+            "partitioned). Use deepspeed_configs/zero2.json or zero2_offload.json."
+        )
+
+
 def check_lora_kernels(cfg: dict[str, Any]) -> None:
     """axolotl's fused LoRA attention kernels assume q_proj/k_proj/v_proj, which MiniCPM3 lacks."""
     if cfg.get("adapter") not in ("lora", "qlora"):
@@ -158,10 +174,7 @@ def cpu_fallback(cfg: dict[str, Any]) -> list[str]:
     for key in ("lora_mlp_kernel", "lora_embedding_kernel"):
         if cfg.get(key):
             put(key, False)
-    if str(cfg.get("optimizer") or "").startswith(("paged_", "adamw_bnb")) or "8bit" in str(cfg.get("optimizer") or ""):
-        put("optimizer", "adamw_torch")
-    if cfg.get("bnb_4bit_compute_dtype") or cfg.get("load_in_4bit"):
-        pass  # bitsandbytes' CPU backend quantizes and trains on CPU
+    # bitsandbytes' CPU backend quantizes (QLoRA) and steps its 8-bit/paged optimizers on CPU too.
     return changed
 
 

@@ -16,13 +16,11 @@ from typing import Any
 
 import yaml
 
+from minicpm_plugin.utils import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "minicpm3_tools_lora.yml"
 DATA = REPO / "examples" / "data"
-OFFLINE_ENV = {
-    "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-    "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
-}
 STEPS = 150
 
 

@@ -14,6 +14,7 @@ from minicpm_plugin.compat import apply_transformers_fixes
 from minicpm_plugin.config_checks import (
     ConfigError,
     check_chat_template,
+    check_deepspeed,
     check_lora_kernels,
     check_lora_targets,
     check_model,
@@ -56,6 +57,7 @@ class MiniCPM3Plugin(BasePlugin):
         check_remote_code(cfg)
         check_lora_targets(cfg)
         check_lora_kernels(cfg)
+        check_deepspeed(cfg)
         check_chat_template(cfg, chat_template_for(opts.minicpm3_literal_style))
         self.on_cpu = opts.minicpm3_cpu_fallback and not has_gpu()
         if self.on_cpu:

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from minicpm_plugin.utils import OFFLINE_ENV
+
 # The machine the shipped recipes are written for: one Ampere-or-newer GPU.
 TARGET_GPU: dict[str, Any] = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 1, "compute_capability": "sm_80"}
 
@@ -91,15 +93,6 @@ def validate_recipe(recipe: Mapping[str, Any], source: str = "recipe",
 # Smoke runs
 # --------------------------------------------------------------------------------------------------
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "disabled",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 # Keys that point at the model: replaced by the tiny model.
 _MODEL_KEYS = ("base_model_config", "tokenizer_config", "processor_config")
 # The tiny model with every linear layer's input a multiple of 64 and output a multiple of 32, as in

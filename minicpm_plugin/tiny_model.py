@@ -282,7 +282,9 @@ def build_tiny_model(
         # Unit-variance (tied) embeddings, like a trained model's scale: with the muP /10 before the
         # head and std 0.1, logits stay near uniform and LoRA (which cannot rescale the norms) can
         # barely lower the loss; at std 1 a LoRA run visibly learns in a few dozen steps.
-        model.get_input_embeddings().weight.data.normal_(0.0, EMBEDDING_STD)
+        # Scaled with the width so wider variants (config_overrides) start near the same loss.
+        std = EMBEDDING_STD * TINY_CONFIG["hidden_size"] / config.hidden_size
+        model.get_input_embeddings().weight.data.normal_(0.0, std)
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=list(config.eos_token_id)
     )

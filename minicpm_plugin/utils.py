@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import logging
 
+#: Environment for every axolotl/transformers process we start: never touch a hub, no telemetry.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
 
 def get_logger(name: str) -> logging.Logger:
     """A logger under `minicpm_plugin` that prints INFO lines with a `[minicpm-plugin]` prefix.

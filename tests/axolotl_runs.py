@@ -11,11 +11,10 @@ from typing import Any
 
 import yaml
 
+from minicpm_plugin.utils import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parents[1]
-ENV = {
-    "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-    "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
-}
+ENV = {**OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
 
 
 def tiny_config(tiny_model_dir: Path, tmp: Path, **overrides: Any) -> dict[str, Any]:

@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 # Before anything imports huggingface_hub/transformers/axolotl: never touch the network.
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "WANDB_MODE": "disabled",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
+from minicpm_plugin.utils import OFFLINE_ENV  # noqa: E402  (pure Python: imports no hub client)
+
+for _key, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_key, _value)
 
 
