@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from axolotl_runs import failure, run_axolotl, tiny_config
+from axolotl_runs import REPO, failure, run_axolotl, tiny_config
 
 from minicpm_plugin import CHAT_TEMPLATE, CHAT_TEMPLATE_PYTHON
 from minicpm_plugin.config_checks import ConfigError
@@ -43,6 +43,8 @@ def test_valid_config_is_fixed_for_cpu_and_gets_our_template(tiny_model_dir: Pat
         ({"lora_qkv_kernel": True}, "lora_qkv_kernel: true is not supported for MiniCPM3"),
         ({"chat_template": "chatml"}, "chat_template: chatml would save a non-MiniCPM3 template"),
         ({"minicpm3_overlong": "cut"}, "invalid minicpm3_* key"),
+        ({"adapter": "qlora", "load_in_4bit": True, "deepspeed": str(REPO / "deepspeed_configs/zero3.json")},
+         "is ZeRO stage 3, which does not work with QLoRA"),
     ],
 )
 def test_config_mistakes_are_refused_with_what_to_change(tiny_model_dir: Path, tmp_path: Path, overrides: dict,
