@@ -89,7 +89,7 @@ class ToolCallEvalCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, processing_class: Any = None,
                     **kwargs: Any) -> None:
         if state.global_step % self.every_steps == 0:
-            self.run(state, model, processing_class)
+            self.run(state, model, processing_class, control)
 
     def _model(self, model: Any) -> Any:
         """The module to generate with: accelerate/DeepSpeed wrappers removed, PEFT kept (adapters active)."""
@@ -101,7 +101,7 @@ class ToolCallEvalCallback(TrainerCallback):
                 model = accelerator.unwrap_model(model)
         return model
 
-    def run(self, state: Any, model: Any, tokenizer: Any) -> dict[str, float]:
+    def run(self, state: Any, model: Any, tokenizer: Any, control: Any = None) -> dict[str, float]:
         """Evaluate now and log the metrics; returns them (``tool_eval/...`` keys, no None values)."""
         from minicpm_plugin.tool_eval import evaluate, format_table
 
@@ -120,7 +120,11 @@ class ToolCallEvalCallback(TrainerCallback):
         if state.is_world_process_zero:
             LOG.info(f"tool-call evaluation at step {state.global_step}:\n{format_table(report)}")
         if trainer is not None:
+            control = getattr(trainer, "control", None) or control
+            should_log = getattr(control, "should_log", None)
             trainer.log(dict(metrics))
+            if should_log is not None:  # the trainer's on_log clears it: keep this step's loss log
+                control.should_log = should_log
         else:
             state.log_history.append({**metrics, "step": state.global_step})
         return metrics

@@ -126,7 +126,14 @@ def test_callback_evaluates_every_n_steps_and_logs(tiny_model_dir: Path) -> None
             unwrapped.append(m)
             return m
 
-    trainer = SimpleNamespace(model=model, accelerator=Accelerator(), processing_class=tokenizer, log=logged.append)
+    control = SimpleNamespace(should_log=True)
+
+    def log(metrics: dict[str, Any]) -> None:  # like Trainer.log: its on_log clears should_log
+        logged.append(metrics)
+        control.should_log = False
+
+    trainer = SimpleNamespace(model=model, accelerator=Accelerator(), processing_class=tokenizer, log=log,
+                              control=control)
     cb = ToolCallEvalCallback(load_conversations(EVAL_DATA)[:1], every_steps=2, trainer=trainer, max_new_tokens=3)
     state = SimpleNamespace(global_step=1, is_world_process_zero=True, log_history=[])
     cb.on_step_end(None, state, None, model=model, processing_class=tokenizer)
@@ -134,6 +141,7 @@ def test_callback_evaluates_every_n_steps_and_logs(tiny_model_dir: Path) -> None
     state.global_step = 2
     cb.on_step_end(None, state, None, model=model, processing_class=tokenizer)
     assert len(logged) == 1 and unwrapped == [model]
+    assert control.should_log, "the loss of this step is still logged"
     metrics = logged[0]
     assert set(metrics) == {"tool_eval/well_formed_rate", "tool_eval/decision_acc", "tool_eval/name_acc",
                             "tool_eval/exact_args_acc", "tool_eval/arg_acc", "tool_eval/wrong_call_rate",
