@@ -153,5 +153,5 @@ def tokenize_conversation(
     """
     messages = conversation["messages"]
     rendered = render_conversation(messages, conversation.get("tools"), literal_style=literal_style)
-    enc = tokenizer(rendered.text, return_offsets_mapping=True, add_special_tokens=True)
+    enc = tokenizer(rendered.text, return_offsets_mapping=True, add_special_tokens=True, return_attention_mask=False)
     return finish(rendered, messages, list(enc["input_ids"]), enc["offset_mapping"], options, sequence_len, overlong)
