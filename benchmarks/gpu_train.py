@@ -115,11 +115,15 @@ def make_samples(n: int, seq_len: int, vocab: int, seed: int, median_len: int) -
     4k-token slice of the vocabulary (learnable, so the loss falls), the first 30-70% masked as prompt."""
     rng = random.Random(seed)
     k = min(4000, vocab - 100)
-    weights = [1.0 / (i + 1) ** 1.1 for i in range(k)]
+    cum, total = [], 0.0
+    for i in range(k):
+        total += 1.0 / (i + 1) ** 1.1
+        cum.append(total)
+    population = range(100, 100 + k)
     out = []
     for _ in range(n):
         length = int(min(seq_len, max(32, rng.lognormvariate(math.log(median_len), 0.7))))
-        ids = [100 + t for t in rng.choices(range(k), weights, k=length)]
+        ids = rng.choices(population, cum_weights=cum, k=length)
         ids[0] = 1  # <s>
         prompt = int(length * rng.uniform(0.3, 0.7))
         out.append(Sample(ids, [IGNORE] * prompt + ids[prompt:]))

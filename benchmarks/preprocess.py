@@ -17,10 +17,11 @@ Batches are taken out of Arrow before timing (as `datasets.map` hands them over)
 only the strategy calls, batch by batch (`--batch-size`, axolotl's 1000; the per-conversation methods
 get the same chunks), and each batch's rows are let go as `datasets.map` does. Every method runs once
 untimed first (the tokenizer's word cache and transformers' compiled-template cache are warm for all),
-then the methods take turns for `--repeats` rounds; the median time counts. A last untimed pass keeps
-every method's rows for the checks. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false unless the environment says
-otherwise). Each method's rows are checked against the official rendering (`render_chat`) and an
-independent character-mask labelling.
+then the methods take turns for `--repeats` rounds; the median time counts (wall clock, and process
+CPU time, which is steadier on a machine shared with other work). A last untimed pass keeps every
+method's rows for the checks. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false unless
+the environment says otherwise). Each method's rows are checked against the official rendering
+(`render_chat`) and an independent character-mask labelling.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def floor_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> li
     out = []
     for conv in conversations:
         r = render_conversation(conv["messages"], conv.get("tools"))
-        enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=True)
+        enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=True, return_attention_mask=False)
         out.append(FloorRow(r, enc["input_ids"], enc["offset_mapping"]))
     return out
 
@@ -119,7 +120,8 @@ def floor_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> li
 def floor_batched_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[FloorRow]:
     """The same renders, tokenized with one tokenizer call for the whole batch."""
     rendered = [render_conversation(c["messages"], c.get("tools")) for c in conversations]
-    enc = tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True)
+    enc = tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True,
+                    return_attention_mask=False)
     return [FloorRow(r, ids, offs) for r, ids, offs in zip(rendered, enc["input_ids"], enc["offset_mapping"], strict=True)]
 
 
@@ -224,6 +226,8 @@ def axolotl_reasons(original: Mapping[str, Any], arrow_row: Mapping[str, Any], t
 @dataclass
 class Timing:
     seconds: list[float] = field(default_factory=list)
+    #: process CPU time of each repeat: steadier than wall time on a machine shared with other work
+    cpu_seconds: list[float] = field(default_factory=list)
     samples: int = 0
     tokens: int = 0
 
@@ -231,8 +235,13 @@ class Timing:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "median_s": self.median, "samples": self.samples, "tokens": self.tokens,
+        return {"seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "median_s": self.median,
+                "cpu_median_s": self.cpu_median, "samples": self.samples, "tokens": self.tokens,
                 "samples_per_s": self.samples / self.median, "tokens_per_s": self.tokens / self.median}
 
 
@@ -328,9 +337,10 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
         for name in sets:
             for method in METHODS:
                 gc.collect()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 call(method, name, keep=False)
                 timings[name][method].seconds.append(time.perf_counter() - t0)
+                timings[name][method].cpu_seconds.append(time.process_time() - c0)
         log(f"repeat {rep + 1}/{repeats} done")
 
     report: dict[str, Any] = {"n": {k: len(v) for k, v in sets.items()}, "repeats": repeats, "sets": {}}
@@ -345,6 +355,8 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
             "ours_vs_axolotl": t["axolotl"].median / t["ours"].median,
             "ours_vs_floor": t["floor"].median / t["ours"].median,
             "ours_vs_floor_batched": t["floor_batched"].median / t["ours"].median,
+            "cpu": {k: t[m].cpu_median / t["ours"].cpu_median for k, m in
+                    (("ours_vs_axolotl", "axolotl"), ("ours_vs_floor", "floor"), ("ours_vs_floor_batched", "floor_batched"))},
             "checks": checks,
         }
     total = {m: sum(timings[s][m].median for s in sets) for m in METHODS}
@@ -356,6 +368,9 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
         "ours_vs_floor": total["floor"] / total["ours"],
         "ours_vs_floor_batched": total["floor_batched"] / total["ours"],
     }
+    cpu = {m: sum(timings[s][m].cpu_median for s in sets) for m in METHODS}
+    report["all"]["cpu"] = {k: cpu[m] / cpu["ours"] for k, m in
+                            (("ours_vs_axolotl", "axolotl"), ("ours_vs_floor", "floor"), ("ours_vs_floor_batched", "floor_batched"))}
     log(format_report(report))
     return report
 
@@ -415,13 +430,12 @@ def format_report(report: Mapping[str, Any]) -> str:
     for name, res in report["sets"].items():
         n = report["n"][name]
         lines += [f"\n### {name}: {n} conversations, median of {report['repeats']}", "",
-                  "| method | s | samples/s | tokens/s | tokens |", "|---|---:|---:|---:|---:|"]
+                  "| method | wall s | cpu s | samples/s | tokens/s | tokens |", "|---|---:|---:|---:|---:|---:|"]
         for m in METHODS:
             t = res["timings"][m]
-            lines.append(f"| {LABELS[m]} | {t['median_s']:.2f} | {t['samples_per_s']:.1f} | "
+            lines.append(f"| {LABELS[m]} | {t['median_s']:.2f} | {t['cpu_median_s']:.2f} | {t['samples_per_s']:.1f} | "
                          f"{t['tokens_per_s']:,.0f} | {t['tokens']:,} |")
-        lines += ["", f"ours/(b) = {res['ours_vs_axolotl']:.2f}x, ours/(d) = {res['ours_vs_floor']:.2f}x, "
-                  f"ours/(d') = {res['ours_vs_floor_batched']:.2f}x"]
+        lines += ["", _ratios(res)]
         c = res["checks"]
         lines.append(f"ours: {c['ours']['ids_differ']} rows with ids and {c['ours']['labels_differ']} with labels "
                      f"different from the official rendering + reference labels (of {c['ours']['rows']})")
@@ -437,9 +451,14 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines += ["", "### all", "", "| method | samples/s | tokens/s |", "|---|---:|---:|"]
     for m in METHODS:
         lines.append(f"| {LABELS[m]} | {a['samples_per_s'][m]:.1f} | {a['tokens_per_s'][m]:,.0f} |")
-    lines += ["", f"ours/(b) = {a['ours_vs_axolotl']:.2f}x, ours/(d) = {a['ours_vs_floor']:.2f}x, "
-              f"ours/(d') = {a['ours_vs_floor_batched']:.2f}x"]
+    lines += ["", _ratios(a)]
     return "\n".join(lines)
+
+
+def _ratios(res: Mapping[str, Any]) -> str:
+    """Speed of ours relative to (b), (d), (d'): wall-clock medians, CPU-time medians in brackets."""
+    return ", ".join(f"ours/{label} = {res[key]:.2f}x ({res['cpu'][key]:.2f}x cpu)" for label, key in
+                     (("(b)", "ours_vs_axolotl"), ("(d)", "ours_vs_floor"), ("(d')", "ours_vs_floor_batched")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
