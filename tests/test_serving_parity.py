@@ -11,6 +11,7 @@ trained tokenizer.
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -20,10 +21,9 @@ import pytest
 from axolotl_runs import failure, run_axolotl, tiny_config
 from helpers import load_json
 
-from minicpm_plugin import CHAT_TEMPLATE, render_chat
+from minicpm_plugin import CHAT_TEMPLATE, parse_assistant, render_chat
+from minicpm_plugin.chat import render_assistant_turn
 from minicpm_plugin.cli import main
-
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DATA = REPO / "examples/data/tool_calls_eval.jsonl"
@@ -36,6 +36,28 @@ DEFAULT_MERGE_XFAIL = pytest.mark.xfail(
     reason="axolotl's memory-efficient merge copies the base model's tokenizer files into merged/; the plugin "
            "does not yet replace them with the trained tokenizer",
 )
+
+
+ARGUMENTS = {"text": "thanks", "formal": False, "urgent": True, "glossary": None, "opts": {"strict": True, "n": [1, None]}}
+
+
+@pytest.mark.parametrize("style", ["json", "python"])
+def test_what_an_ast_based_parser_sees_in_each_literal_style(style: str) -> None:
+    """vLLM's `minicpm` tool parser reads the call lines with Python's ast and turns a bare name into
+    its text. JSON's true/false/null are bare names to ast (so they reach a client as strings);
+    Python literals are constants. Our parse_assistant reads both styles exactly."""
+    text = render_assistant_turn({"tool_calls": [{"function": {"name": "translate", "arguments": ARGUMENTS}}]},
+                                 literal_style=style)
+    line = text.split("```python\n", 1)[1].split("\n```", 1)[0]
+    call = ast.parse(line).body[0].value
+    assert isinstance(call, ast.Call) and [k.arg for k in call.keywords] == list(ARGUMENTS)
+    names = {n.id for k in call.keywords for n in ast.walk(k.value) if isinstance(n, ast.Name)}
+    if style == "json":
+        assert names == {"true", "false", "null"}
+    else:
+        assert names == set()
+        assert {k.arg: ast.literal_eval(k.value) for k in call.keywords} == ARGUMENTS
+    assert parse_assistant(text)["tool_calls"] == [{"name": "translate", "arguments": ARGUMENTS}]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +100,7 @@ def check_template(directory: Path) -> None:
         assert text == case["text"], name
 
 
+@pytest.mark.slow
 def test_training_output_carries_our_template(trained: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
@@ -85,11 +108,13 @@ def test_training_output_carries_our_template(trained: dict[str, Any]) -> None:
     check_template(trained["out"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [pytest.param("memory_efficient", marks=DEFAULT_MERGE_XFAIL), "legacy"])
 def test_merged_model_renders_what_training_saw(trained: dict[str, Any], method: str) -> None:
     check_template(merge(trained, method))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["memory_efficient", "legacy"])
 def test_merged_weights_compute_what_base_plus_adapter_computed(trained: dict[str, Any], method: str,
                                                                tmp_path: Path) -> None:
