@@ -27,7 +27,10 @@ def preprocess(tiny_model_dir: Path, tmp: Path, num_proc: int, hash_seed: str) -
     """Run axolotl's preprocess CLI in a fresh directory; returns the prepared dataset and the log."""
     tmp.mkdir()
     cfg = tiny_config(tiny_model_dir, tmp, datasets=[dict(d) for d in DATASETS], dataset_num_proc=num_proc)
-    result = run_axolotl(cfg, tmp, command="preprocess", launcher="python", extra_env={"PYTHONHASHSEED": hash_seed})
+    result = run_axolotl(cfg, tmp, command="preprocess", launcher="python", extra_env={"PYTHONHASHSEED": hash_seed,
+                         # a cache of its own: otherwise the second run loads the first run's map output
+                         # (datasets leaves num_proc out of the fingerprint) and nothing is re-tokenized
+                         "HF_DATASETS_CACHE": str(tmp / "hf_datasets_cache")})
     assert result.returncode == 0, failure(result)
     prepared = [p for p in (tmp / "prepared").iterdir() if (p / "dataset_info.json").exists()]
     assert len(prepared) == 1, prepared

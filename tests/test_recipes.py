@@ -60,7 +60,7 @@ def test_recipe_passes_axolotl_validation_unchanged(recipe, repo_cwd):
     assert cfg["bf16"] is True and cfg["gradient_checkpointing"] is True
     assert cfg["trust_remote_code"] is False
     assert cfg["special_tokens"]["pad_token"] == "</s>"
-    assert cfg["sample_packing"] is False
+    assert cfg["sample_packing"] is True and cfg["eval_sample_packing"] is False  # the plugin keeps packed rows apart
     assert cfg["chat_template"] == "jinja"  # set by the plugin: MiniCPM3's template goes into the saved tokenizer
     for ds in cfg["datasets"] + (cfg.get("test_datasets") or []):
         assert ds["type"] == "minicpm_plugin.strategy"
