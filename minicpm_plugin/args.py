@@ -17,8 +17,9 @@ class MiniCPM3Args(BaseModel):
 
     minicpm3_literal_style: Literal["json", "python"] = Field(
         default="json",
-        json_schema_extra={"description": "How tool-call argument values are written: json (true, null, "
-                           "\"x\": the official template and vLLM's minicpm parser) or python (True, None, 'x')."},
+        json_schema_extra={"description": "How tool-call argument values are written: json (true, null, \"x\": "
+                           "MiniCPM3's own template) or python (True, None, 'x': what vLLM's minicpm parser reads "
+                           "back with types)."},
     )
     minicpm3_train_last_turn_only: bool = Field(default=False, json_schema_extra={
         "description": "Train only the last assistant turn of each conversation."})

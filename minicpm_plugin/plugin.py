@@ -66,7 +66,18 @@ class MiniCPM3Plugin(BasePlugin):
                 LOG.info("no GPU found: running on CPU with " + "; ".join(changed))
             if cfg.get("deepspeed"):
                 init_single_process_gloo()
+        if opts.minicpm3_eval_tools_steps and not (opts.minicpm3_eval_tools_data or cfg.get("test_datasets")):
+            raise ConfigError(
+                "minicpm3_eval_tools_steps is set but there is nothing to evaluate on: set minicpm3_eval_tools_data "
+                "to a file of held-out conversations, or add test_datasets."
+            )
+        if opts.minicpm3_eval_tools_data and not Path(opts.minicpm3_eval_tools_data).is_file():
+            raise ConfigError(f"minicpm3_eval_tools_data: {opts.minicpm3_eval_tools_data!r} is not a file.")
         self._prepare_datasets(cfg, opts)
+        if cfg.get("merge_lora"):
+            from minicpm_plugin.merge import keep_trained_tokenizer_on_merge
+
+            keep_trained_tokenizer_on_merge()
 
     def _prepare_datasets(self, cfg: dict[str, Any], opts: Any) -> None:
         """Read, convert and validate local files ourselves; axolotl then loads an Arrow-safe copy."""

@@ -43,6 +43,8 @@ def test_valid_config_is_fixed_for_cpu_and_gets_our_template(tiny_model_dir: Pat
         ({"lora_qkv_kernel": True}, "lora_qkv_kernel: true is not supported for MiniCPM3"),
         ({"chat_template": "chatml"}, "chat_template: chatml would save a non-MiniCPM3 template"),
         ({"minicpm3_overlong": "cut"}, "invalid minicpm3_* key"),
+        ({"minicpm3_eval_tools_steps": 5}, "minicpm3_eval_tools_steps is set but there is nothing to evaluate on"),
+        ({"minicpm3_eval_tools_steps": 5, "minicpm3_eval_tools_data": "nope.jsonl"}, "is not a file"),
         ({"adapter": "qlora", "load_in_4bit": True, "deepspeed": str(REPO / "deepspeed_configs/zero3.json")},
          "is ZeRO stage 3, which does not work with QLoRA"),
     ],

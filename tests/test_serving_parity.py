@@ -4,9 +4,8 @@ did (our chat template, the golden cases) and compute what base + adapter comput
 The base here is a copy of the tiny MiniCPM3 whose tokenizer carries another chat template (plain
 ChatML, as many base checkpoints do), so a merged tokenizer that merely inherits the base's files
 is caught. axolotl 0.19.0's default (memory-efficient) merge copies the tokenizer files from the
-base model directory, not the trained tokenizer: that case is marked xfail until the plugin writes
-the trained tokenizer into `merged/` (see docs/serving.md). `merge_method: legacy` saves the
-trained tokenizer.
+base model directory, not the trained tokenizer; the plugin then writes the trained tokenizer into
+`merged/` (minicpm_plugin/merge.py). `merge_method: legacy` saves the trained tokenizer itself.
 """
 
 from __future__ import annotations
@@ -30,11 +29,6 @@ EVAL_DATA = REPO / "examples/data/tool_calls_eval.jsonl"
 PLAIN_CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-DEFAULT_MERGE_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="axolotl's memory-efficient merge copies the base model's tokenizer files into merged/; the plugin "
-           "does not yet replace them with the trained tokenizer",
 )
 
 
@@ -109,7 +103,7 @@ def test_training_output_carries_our_template(trained: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [pytest.param("memory_efficient", marks=DEFAULT_MERGE_XFAIL), "legacy"])
+@pytest.mark.parametrize("method", ["memory_efficient", "legacy"])
 def test_merged_model_renders_what_training_saw(trained: dict[str, Any], method: str) -> None:
     check_template(merge(trained, method))
 
