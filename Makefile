@@ -34,7 +34,7 @@ lint: install
 
 test: install
 	$(VENV)/bin/ruff check minicpm_plugin tests benchmarks
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=40 tests
 
 demo: install
 	$(PY) -m minicpm_plugin.demo
