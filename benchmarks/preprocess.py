@@ -21,10 +21,9 @@ then the methods take turns for `--repeats` rounds; the median time counts (wall
 CPU time, which is steadier on a machine shared with other work). The inputs of all methods are kept
 out of the garbage collector's walks (`gc.freeze()`; in axolotl they sit in Arrow, not in Python
 objects), so that a method that allocates more is not charged for walking the others' inputs. A
-last untimed pass keeps every
-method's rows for the checks. The tokenizer runs on one thread (TOKENIZERS_PARALLELISM=false unless
-the environment says otherwise). Each method's rows are checked against the official rendering
-(`render_chat`) and an independent character-mask labelling.
+last untimed pass keeps every method's rows for the checks. The tokenizer runs on one thread
+(TOKENIZERS_PARALLELISM=false unless the environment says otherwise). Each method's rows are checked
+against the official rendering (`render_chat`) and an independent character-mask labelling.
 """
 
 from __future__ import annotations
