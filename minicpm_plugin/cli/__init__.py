@@ -23,6 +23,19 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one line on stderr, exit code 1, no traceback."""
 
 
+def registry_for(format: str):  # noqa: ANN201 - minicpm_plugin.formats.Registry, imported lazily
+    """The format registry, with a forced `--format` name checked up front (UserError if unknown)."""
+    from minicpm_plugin.formats import FormatLookupError, get_registry
+
+    reg = get_registry()
+    if format != "auto":
+        try:
+            reg.get(format)
+        except FormatLookupError as exc:
+            raise UserError(str(exc)) from None
+    return reg
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minicpm-plugin", description="MiniCPM3 tools for axolotl.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

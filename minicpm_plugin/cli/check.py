@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from minicpm_plugin.cli import UserError
+from minicpm_plugin.cli import UserError, registry_for
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,7 +75,7 @@ def _n(x: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minicpm_plugin.formats import get_registry, scan_file
+    from minicpm_plugin.formats import scan_file
     from minicpm_plugin.formats.problems import WARNING, Problem
 
     if args.list_formats:
@@ -86,14 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--sequence-len needs --tokenizer DIR to count tokens")
     if args.sequence_len is not None and args.sequence_len <= 0:
         raise UserError("--sequence-len must be a positive number of tokens")
-    reg = get_registry()
-    if args.format != "auto":
-        from minicpm_plugin.formats import FormatLookupError
-
-        try:
-            reg.get(args.format)
-        except FormatLookupError as exc:
-            raise UserError(str(exc)) from None
+    reg = registry_for(args.format)
     for err in reg.load_errors:
         print(f"warning: format plugin failed to load: {err}", file=sys.stderr)
 

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from minicpm_plugin.cli import UserError
+from minicpm_plugin.cli import UserError, registry_for
 
 GREEN, DIM, RESET = "\x1b[32;1m", "\x1b[2m", "\x1b[0m"
 OPEN, CLOSE = "[[", "]]"
@@ -82,17 +82,12 @@ def pick_record(records: list[Any], file: str, index: int | None, line: int | No
 
 def run(args: argparse.Namespace) -> int:
     from minicpm_plugin.chat import render_conversation
-    from minicpm_plugin.formats import FormatLookupError, Problem, get_registry
+    from minicpm_plugin.formats import FormatLookupError, Problem
     from minicpm_plugin.formats.reader import FileProblem, parse_records, read_bytes
     from minicpm_plugin.formats.scan import convert_record
     from minicpm_plugin.tokenize import IGNORE_INDEX, LabelOptions, tokenize_conversation, trainable_spans
 
-    reg = get_registry()
-    if args.format != "auto":
-        try:
-            reg.get(args.format)
-        except FormatLookupError as exc:
-            raise UserError(str(exc)) from None
+    reg = registry_for(args.format)
     # Only the chosen record is converted (the format is still detected from the file's first records).
     try:
         records = parse_records(read_bytes(args.file), args.file)
