@@ -379,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                         "that a few dozen steps on random weights show the loss falling; throughput does not depend on it")
     p.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa; flash_attention_2 where installed)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this GPU, for MFU")
+    p.add_argument("--cpu-threads", type=int, default=1,
+                   help="torch threads with --cpu (default 1: the tiny model's ops are too small to share, and "
+                        "spinning threads on a busy machine made steps 10x slower)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=7.5, help="skip runs not started by then")
     p.add_argument("--workdir", default=None, help="where the random checkpoint is written (default: a temp dir)")
@@ -397,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     device = "cpu" if args.cpu else "cuda"
     # bf16 on the GPU (the recipes); fp32 on CPU, where bf16 matmuls are slow and the run only checks the code.
     dtype = torch.float32 if args.cpu else torch.bfloat16
+    if args.cpu:
+        torch.set_num_threads(args.cpu_threads)
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
