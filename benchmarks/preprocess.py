@@ -42,11 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-for _key, _value in {
+#: Set by main() only: importing this module (as the tests do) must not change the environment that
+#: later subprocesses inherit (no progress bars there would hide what other tests read from logs).
+BENCH_ENV = {
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "AXOLOTL_DO_NOT_TRACK": "1",
     "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-}.items():
-    os.environ.setdefault(_key, _value)
+}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -469,6 +470,8 @@ def _ratios(res: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for key, value in BENCH_ENV.items():
+        os.environ.setdefault(key, value)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2000, help="tool-call conversations (default 2000)")
     p.add_argument("--n-plain", type=int, default=None, help="plain chats (default: same as --n)")

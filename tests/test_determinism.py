@@ -30,7 +30,9 @@ def preprocess(tiny_model_dir: Path, tmp: Path, num_proc: int, hash_seed: str) -
     result = run_axolotl(cfg, tmp, command="preprocess", launcher="python", extra_env={"PYTHONHASHSEED": hash_seed,
                          # a cache of its own: otherwise the second run loads the first run's map output
                          # (datasets leaves num_proc out of the fingerprint) and nothing is re-tokenized
-                         "HF_DATASETS_CACHE": str(tmp / "hf_datasets_cache")})
+                         "HF_DATASETS_CACHE": str(tmp / "hf_datasets_cache"),
+                         # the "(num_proc=3)" progress lines are how the test sees several processes ran
+                         "HF_DATASETS_DISABLE_PROGRESS_BARS": "0"})
     assert result.returncode == 0, failure(result)
     prepared = [p for p in (tmp / "prepared").iterdir() if (p / "dataset_info.json").exists()]
     assert len(prepared) == 1, prepared
