@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
@@ -39,7 +39,6 @@ class TokenizedConversation:
     overlong: str | None = None
     #: assistant turns cut off by truncation
     turns_cut: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def trained_tokens(self) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keyword
-import string
 from typing import Any
 
 from hypothesis import strategies as st
@@ -129,7 +128,3 @@ def conversation(draw: Any) -> dict[str, Any]:
         for _ in a.get("tool_calls", []):
             messages.append({"role": "tool", "content": draw(text)})
     return {"messages": messages, "tools": tools, "add_generation_prompt": draw(st.booleans())}
-
-
-def identifier_chars() -> str:
-    return string.ascii_letters + string.digits + "_"
