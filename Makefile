@@ -37,7 +37,7 @@ test: install
 	$(PY) -m pytest -q --durations=40 tests
 
 demo: install
-	$(PY) -m minicpm_plugin.demo
+	$(PY) -m minicpm_plugin.tools.demo
 
 clean:
 	rm -rf build *.egg-info .pytest_cache demo_out

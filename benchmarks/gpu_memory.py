@@ -13,7 +13,7 @@ the next. About 4-6 minutes on one H100 (the first DeepSpeed run compiles its CP
     python benchmarks/gpu_memory.py --only qlora,lora --steps 3 --json out.json
     python benchmarks/gpu_memory.py --tiny --cpu     # the tiny MiniCPM3 on CPU: proves the script runs
 
-Columns: `estimate` is minicpm_plugin.memory's total (incl. CUDA context); `allocated` is
+Columns: `estimate` is minicpm_plugin.tools.memory's total (incl. CUDA context); `allocated` is
 torch.cuda.max_memory_allocated (tensors only); `reserved` is max_memory_reserved (the caching
 allocator's pool); `device` is the device-wide used memory sampled after each step (what nvidia-smi
 shows: the pool, the CUDA context, and bitsandbytes' paged optimizer memory, which lives outside
@@ -43,8 +43,8 @@ def _config(tiny: bool) -> Any:
     if not tiny:
         config = MiniCPM3Config()  # = openbmb/MiniCPM3-4B
     else:
-        from minicpm_plugin.smoke import SMOKE_MODEL_OVERRIDES
-        from minicpm_plugin.tiny_model import build_tiny_config
+        from minicpm_plugin.tools.smoke import SMOKE_MODEL_OVERRIDES
+        from minicpm_plugin.tools.tiny_model import build_tiny_config
 
         config = build_tiny_config(4096, SMOKE_MODEL_OVERRIDES)
     config._attn_implementation = "sdpa"
@@ -111,7 +111,7 @@ def run_one(recipe_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import yaml
 
-    from minicpm_plugin.memory import ModelShape, estimate, plan_from_recipe, with_overrides
+    from minicpm_plugin.tools.memory import ModelShape, estimate, plan_from_recipe, with_overrides
 
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
     on_gpu = not args.cpu

@@ -47,8 +47,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minicpm_plugin.compat import apply_transformers_fixes  # noqa: E402
-from minicpm_plugin.packing import install_packing_guard  # noqa: E402
+from minicpm_plugin.model.compat import apply_transformers_fixes  # noqa: E402
+from minicpm_plugin.model.packing import install_packing_guard  # noqa: E402
 
 IGNORE = -100
 ALL_LINEAR = ["q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -202,7 +202,7 @@ def write_random_model(out: Path, tiny: bool, device: str, dtype: torch.dtype) -
         model = MiniCPM3ForCausalLM._from_config(config, dtype=dtype)
         # Tied embeddings with std 10/sqrt(hidden): logits (normed hidden / 10 @ embeddings) start at unit scale,
         # like a trained model's, so LoRA can move the loss within a few dozen steps (at the tiny size the
-        # config's std 0.1 leaves them near uniform; cf. minicpm_plugin.tiny_model).
+        # config's std 0.1 leaves them near uniform; cf. minicpm_plugin.tools.tiny_model).
         model.get_input_embeddings().weight.data.normal_(0.0, 10.0 / math.sqrt(config.hidden_size))
     model.save_pretrained(out)
     del model

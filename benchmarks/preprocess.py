@@ -253,7 +253,7 @@ def load_tokenizer(path: str | None, workdir: Path) -> Any:
     from transformers import AutoTokenizer
 
     if path is None:
-        from minicpm_plugin.tiny_model import build_tiny_tokenizer
+        from minicpm_plugin.tools.tiny_model import build_tiny_tokenizer
 
         path = str(workdir / "tokenizer")
         build_tiny_tokenizer().save_pretrained(path)

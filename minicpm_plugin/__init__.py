@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # axolotl resolves `plugins: [minicpm_plugin.MiniCPM3Plugin]` with getattr on this module.
     if name == "MiniCPM3Plugin":
-        from minicpm_plugin.plugin import MiniCPM3Plugin
+        from minicpm_plugin.integration import MiniCPM3Plugin
 
         return MiniCPM3Plugin
     raise AttributeError(f"module 'minicpm_plugin' has no attribute {name!r}")

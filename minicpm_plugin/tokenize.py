@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
-from minicpm_plugin.chat.literals import LiteralStyle
+from minicpm_plugin.chat.tokens import LiteralStyle
 
 IGNORE_INDEX = -100
 OverlongMode = Literal["drop", "truncate_turns"]
@@ -21,7 +21,7 @@ OverlongMode = Literal["drop", "truncate_turns"]
 
 @dataclass(frozen=True)
 class LabelOptions:
-    """Which assistant parts carry a loss (design.md, "Training signal")."""
+    """Which assistant parts carry a loss (docs/architecture.md, "What gets a label")."""
 
     train_last_turn_only: bool = False
     train_thought: bool = True

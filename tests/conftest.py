@@ -20,6 +20,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Built once per session; treat it as read-only (copy it or save elsewhere before changing files).
     """
-    from minicpm_plugin.tiny_model import build_tiny_model
+    from minicpm_plugin.tools.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-minicpm3"), seed=0)

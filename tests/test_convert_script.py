@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from minicpm_plugin.cli import main
-from minicpm_plugin.convert_script import OFFICIAL_LORA, ScriptError, convert_script, find_traps, read_launch
+from minicpm_plugin.tools.convert_script import (
+    OFFICIAL_LORA,
+    ScriptError,
+    convert_script,
+    find_traps,
+    read_launch,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "convert_script"
 
@@ -209,7 +215,7 @@ def test_yaml_round_trips_and_carries_the_warnings():
 def test_converted_recipes_pass_axolotl_schema(name):
     """Every key the converter writes is one axolotl knows and accepts. The plugin line and the
     plugin's dataset type are swapped out here; tests/test_recipes.py checks recipes with the plugin."""
-    from minicpm_plugin.smoke import validate_recipe
+    from minicpm_plugin.integration.validate import validate_recipe
 
     recipe = yaml.safe_load(_convert(name).to_yaml())
     recipe.pop("plugins")

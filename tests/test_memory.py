@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from minicpm_plugin.cli import main
-from minicpm_plugin.memory import (
+from minicpm_plugin.tools.memory import (
     GIB,
     LINEAR_MODULES,
     MINICPM3_4B,

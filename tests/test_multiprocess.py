@@ -144,7 +144,7 @@ def two_process_config(tiny_model_dir: Path, tmp: Path, steps: int, **overrides:
 
 
 def test_cpu_device_map_replaces_gpu_indices_only() -> None:
-    from minicpm_plugin.distributed_cpu import cpu_device_map
+    from minicpm_plugin.integration.cpu import cpu_device_map
 
     assert cpu_device_map({"": 1}) == "cpu" and cpu_device_map(0) == "cpu" and cpu_device_map("cuda:1") == "cpu"
     assert cpu_device_map({"": "cuda:0"}) == "cpu"
@@ -152,7 +152,7 @@ def test_cpu_device_map_replaces_gpu_indices_only() -> None:
 
 
 def test_single_process_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from minicpm_plugin.distributed_cpu import setup_cpu_processes
+    from minicpm_plugin.integration.cpu import setup_cpu_processes
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)

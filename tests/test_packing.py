@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minicpm_plugin.packing import install_packing_guard
+from minicpm_plugin.model.packing import install_packing_guard
 
 
 def _packed_vs_separate(model: torch.nn.Module) -> float:

@@ -11,7 +11,7 @@ import yaml
 from axolotl_runs import REPO, failure, run_axolotl, tiny_config
 
 from minicpm_plugin import CHAT_TEMPLATE, CHAT_TEMPLATE_PYTHON
-from minicpm_plugin.config_checks import ConfigError
+from minicpm_plugin.integration.config_checks import ConfigError
 
 
 def load(cfg: dict, tmp_path: Path):  # noqa: ANN201 - axolotl's DictDefault
@@ -94,7 +94,7 @@ def test_user_mistake_prints_one_message_not_a_traceback(tiny_model_dir: Path, t
 def test_longrope_config_without_factor_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from minicpm_plugin.compat import apply_transformers_fixes
+    from minicpm_plugin.model.compat import apply_transformers_fixes
 
     model_dir = tmp_path / "nofactor"
     shutil.copytree(tiny_model_dir, model_dir)

@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minicpm_plugin.args import MINICPM3_LINEAR_MODULES
-from minicpm_plugin.convert_script import convert_script
-from minicpm_plugin.smoke import (
-    RecipeError,
+from minicpm_plugin.integration.validate import validate_recipe
+from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES
+from minicpm_plugin.tools.convert_script import convert_script
+from minicpm_plugin.tools.recipes import RecipeError, load_recipe
+from minicpm_plugin.tools.smoke import (
     _failure_reason,
     build_smoke_model,
-    load_recipe,
     smoke_config,
     smoke_recipe,
-    validate_recipe,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +41,7 @@ def repo_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # Validate for the machine the recipes are written for (one GPU): without this the plugin's
     # CPU fallback would rewrite bf16 and the optimizer on this CPU-only machine first.
-    monkeypatch.setattr("minicpm_plugin.plugin.has_gpu", lambda: True)
+    monkeypatch.setattr("minicpm_plugin.integration.plugin.has_gpu", lambda: True)
     return tmp_path
 
 

@@ -11,7 +11,7 @@ from axolotl_runs import REPO
 from helpers import load_json
 
 from minicpm_plugin.formats.prepare import load_conversations
-from minicpm_plugin.length_report import LengthReport
+from minicpm_plugin.integration.length_report import LengthReport
 from minicpm_plugin.strategy import load
 from minicpm_plugin.tokenize import IGNORE_INDEX
 

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 import minicpm_plugin
 from minicpm_plugin.cli import main as cli_main
-from minicpm_plugin.tiny_model import (
+from minicpm_plugin.tools.tiny_model import (
     ADDED_SPECIAL_TOKENS,
     BASE_SPECIAL_TOKENS,
     PLAIN_TEXT_MARKERS,

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from minicpm_plugin import render_chat
-from minicpm_plugin.formats.prepare import load_conversations
-from minicpm_plugin.tool_eval import (
+from minicpm_plugin.evaluation.scoring import (
     json_equal,
     reference_calls,
     score_turn,
     summarize,
     turn_cases,
 )
+from minicpm_plugin.formats.prepare import load_conversations
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DATA = REPO / "examples/data/tool_calls_eval.jsonl"
@@ -178,7 +178,7 @@ def test_summarize_counts_and_rates() -> None:
 
 
 def test_summarize_without_call_turns_has_no_call_metrics() -> None:
-    from minicpm_plugin.tool_eval import format_table
+    from minicpm_plugin.evaluation.scoring import format_table
 
     report = summarize([score_turn([], "Hi")])
     assert report["metrics"]["name_acc"] is None and report["metrics"]["exact_args_acc"] is None
@@ -299,7 +299,7 @@ ANSWERS = {
 def test_evaluate_with_a_scripted_model(tiny_model_dir: Path, batch_size: int) -> None:
     from transformers import AutoTokenizer
 
-    from minicpm_plugin.tool_eval import evaluate
+    from minicpm_plugin.evaluation.generate import evaluate
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = ScriptedModel(tokenizer, ANSWERS)
@@ -323,7 +323,7 @@ def test_evaluate_with_a_scripted_model(tiny_model_dir: Path, batch_size: int) -
 def test_max_samples_limits_conversations(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from minicpm_plugin.tool_eval import evaluate
+    from minicpm_plugin.evaluation.generate import evaluate
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     report = evaluate(ScriptedModel(tokenizer, ANSWERS), tokenizer, scripted_conversations(), max_samples=1,
@@ -336,7 +336,7 @@ def test_max_samples_limits_conversations(tiny_model_dir: Path) -> None:
 def test_stop_tokens_of_the_tiny_tokenizer(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from minicpm_plugin.tool_eval import stop_token_ids
+    from minicpm_plugin.evaluation.generate import stop_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     assert stop_token_ids(tokenizer) == [tokenizer.convert_tokens_to_ids("</s>"), tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -346,8 +346,8 @@ def test_real_tiny_model_generation_never_crashes(tiny_model_dir: Path) -> None:
     """The untrained tiny model writes junk; the evaluation scores it and restores training mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from minicpm_plugin.compat import apply_transformers_fixes
-    from minicpm_plugin.tool_eval import evaluate
+    from minicpm_plugin.evaluation.generate import evaluate
+    from minicpm_plugin.model.compat import apply_transformers_fixes
 
     apply_transformers_fixes()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

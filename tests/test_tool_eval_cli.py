@@ -77,8 +77,8 @@ def callback_cfg(**values: Any) -> dict[str, Any]:
 
 
 def test_from_config_needs_held_out_data(tmp_path: Path) -> None:
-    from minicpm_plugin.config_checks import ConfigError
-    from minicpm_plugin.eval_callback import ToolCallEvalCallback
+    from minicpm_plugin.integration.config_checks import ConfigError
+    from minicpm_plugin.integration.eval_callback import ToolCallEvalCallback
 
     with pytest.raises(ConfigError, match="minicpm3_eval_tools_data"):
         ToolCallEvalCallback.from_config(callback_cfg(), trainer=None)
@@ -91,8 +91,8 @@ def test_from_config_needs_held_out_data(tmp_path: Path) -> None:
 
 
 def test_from_config_reads_the_data_key_or_the_prepared_test_dataset(tmp_path: Path) -> None:
-    from minicpm_plugin.eval_callback import ToolCallEvalCallback
     from minicpm_plugin.formats.prepare import prepare_dataset_file
+    from minicpm_plugin.integration.eval_callback import ToolCallEvalCallback
 
     expected = load_conversations(EVAL_DATA)
     cb = ToolCallEvalCallback.from_config(
@@ -110,8 +110,8 @@ def test_callback_evaluates_every_n_steps_and_logs(tiny_model_dir: Path) -> None
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from minicpm_plugin.compat import apply_transformers_fixes
-    from minicpm_plugin.eval_callback import ToolCallEvalCallback
+    from minicpm_plugin.integration.eval_callback import ToolCallEvalCallback
+    from minicpm_plugin.model.compat import apply_transformers_fixes
 
     apply_transformers_fixes()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

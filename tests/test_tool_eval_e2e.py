@@ -12,7 +12,7 @@ import pytest
 from axolotl_runs import failure, run_axolotl, tiny_config
 
 from minicpm_plugin.cli import main
-from minicpm_plugin.tool_eval import format_table
+from minicpm_plugin.evaluation.scoring import format_table
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,9 @@
 """The MiniCPM3 chat and tool-call format: render and parse. Pure Python (no torch, no axolotl)."""
 
 from minicpm_plugin.chat.errors import FormatError, ToolCallParseError
-from minicpm_plugin.chat.literals import LITERAL_STYLES, LiteralStyle, encode_literal
+from minicpm_plugin.chat.literals import encode_literal
 from minicpm_plugin.chat.parse import parse_assistant, parse_calls
 from minicpm_plugin.chat.render import (
-    GENERATION_PROMPT,
     call_arguments,
     render_assistant_turn,
     render_chat,
@@ -12,6 +11,7 @@ from minicpm_plugin.chat.render import (
 )
 from minicpm_plugin.chat.spans import ASSISTANT_TRAINABLE, Part, Rendered, Span
 from minicpm_plugin.chat.template import CHAT_TEMPLATE, CHAT_TEMPLATE_PYTHON, chat_template_for
+from minicpm_plugin.chat.tokens import GENERATION_PROMPT, LITERAL_STYLES, LiteralStyle, check_literal_style
 
 __all__ = [
     "ASSISTANT_TRAINABLE",
@@ -26,6 +26,7 @@ __all__ = [
     "Span",
     "ToolCallParseError",
     "call_arguments",
+    "check_literal_style",
     "chat_template_for",
     "encode_literal",
     "parse_assistant",

@@ -9,10 +9,9 @@ equals Python's `repr` except that non-ASCII characters are always written as th
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-LiteralStyle = Literal["json", "python"]
-LITERAL_STYLES: tuple[str, ...] = ("json", "python")
+from minicpm_plugin.chat.tokens import LiteralStyle, check_literal_style
 
 # Characters written as escapes inside a Python-style string literal (besides the quote and `\`).
 _PY_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -55,8 +54,5 @@ def python_literal(value: Any) -> str:
 
 
 def encode_literal(value: Any, style: LiteralStyle = "json") -> str:
-    if style == "json":
-        return json_literal(value)
-    if style == "python":
-        return python_literal(value)
-    raise ValueError(f"unknown literal style {style!r}; use one of {', '.join(LITERAL_STYLES)}")
+    check_literal_style(style)
+    return json_literal(value) if style == "json" else python_literal(value)

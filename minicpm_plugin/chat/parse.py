@@ -14,7 +14,14 @@ import re
 from typing import Any
 
 from minicpm_plugin.chat.errors import ToolCallParseError
-from minicpm_plugin.chat.render import IM_END, THOUGHT_END, THOUGHT_START, TOOL_CALL_END, TOOL_CALL_START
+from minicpm_plugin.chat.tokens import (
+    ASSISTANT_HEADER,
+    IM_END,
+    THOUGHT_END,
+    THOUGHT_START,
+    TOOL_CALL_END,
+    TOOL_CALL_START,
+)
 
 _WS = " \t\r\n"
 _NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*")
@@ -242,8 +249,8 @@ def parse_assistant(text: str, *, strict: bool = False) -> dict[str, Any]:
     end = text.find(IM_END)
     if end >= 0:
         text = text[:end]
-    if text.startswith("<|im_start|>assistant\n"):
-        text = text[len("<|im_start|>assistant\n") :]
+    if text.startswith(ASSISTANT_HEADER):
+        text = text[len(ASSISTANT_HEADER) :]
     result: dict[str, Any] = {"content": text, "thought": None, "tool_calls": [], "error": None}
 
     def fail(message: str, call: str | None = None) -> dict[str, Any]:

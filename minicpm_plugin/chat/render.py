@@ -11,19 +11,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from minicpm_plugin.chat.errors import FormatError
-from minicpm_plugin.chat.literals import LITERAL_STYLES, LiteralStyle, encode_literal
+from minicpm_plugin.chat.literals import encode_literal
 from minicpm_plugin.chat.spans import Part, Rendered, Span
+from minicpm_plugin.chat.tokens import (
+    CALLS_CLOSE,
+    CALLS_OPEN,
+    GENERATION_PROMPT,
+    IM_END,
+    IM_START,
+    THOUGHT_END,
+    THOUGHT_START,
+    TOOL_CALL_START,
+    LiteralStyle,
+    check_literal_style,
+)
 from minicpm_plugin.chat.tool_stubs import render_tools
-
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-THOUGHT_START = "<|thought_start|>"
-THOUGHT_END = "<|thought_end|>"
-TOOL_CALL_START = "<|tool_call_start|>"
-TOOL_CALL_END = "<|tool_call_end|>"
-CALLS_OPEN = TOOL_CALL_START + "\n```python\n"
-CALLS_CLOSE = "```\n" + TOOL_CALL_END + "\n"
-GENERATION_PROMPT = IM_START + "assistant\n"
 
 _CONTENT_PART = {"system": Part.SYSTEM, "user": Part.USER, "tool": Part.TOOL}
 
@@ -122,8 +124,7 @@ def render_conversation(
     literal_style: LiteralStyle = "json",
 ) -> Rendered:
     """Render a conversation and return its text with the span of every part."""
-    if literal_style not in LITERAL_STYLES:
-        raise ValueError(f"unknown literal style {literal_style!r}; use one of {', '.join(LITERAL_STYLES)}")
+    check_literal_style(literal_style)
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
         raise FormatError("needs a non-empty list of messages", "messages")
     if tools is not None and not isinstance(tools, Sequence):

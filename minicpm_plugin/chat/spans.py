@@ -21,7 +21,7 @@ class Part(str, Enum):
     GENERATION_PROMPT = "generation_prompt"  # final `<|im_start|>assistant\n`
 
 
-#: Parts of an assistant turn that carry a training signal (see design.md).
+#: Parts of an assistant turn that carry a training signal (docs/architecture.md, "What gets a label").
 ASSISTANT_TRAINABLE = frozenset({Part.THOUGHT, Part.TOOL_CALLS, Part.CONTENT, Part.END})
 
 

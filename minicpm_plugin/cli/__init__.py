@@ -41,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for _name, module in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(f"minicpm_plugin.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"minicpm_plugin.cli.{module}":
-                continue  # subcommand not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(f"minicpm_plugin.cli.{module}").add_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """`minicpm-plugin eval-tools --model DIR --data FILE`: tool-call accuracy of a (fine-tuned) MiniCPM3.
 
 Every assistant turn of the held-out conversations is generated greedily from the conversation
-before it, parsed with `parse_assistant` and scored (see `minicpm_plugin.tool_eval`); a table goes
+before it, parsed with `parse_assistant` and scored (see `minicpm_plugin.evaluation.scoring`); a table goes
 to stdout, the full report (metrics, counts, every generated turn) to ``--json``.
 """
 
@@ -63,7 +63,7 @@ def load_model(model_dir: str, adapter: str | None, tokenizer_dir: str | None, d
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from minicpm_plugin.compat import apply_transformers_fixes
+    from minicpm_plugin.model.compat import apply_transformers_fixes
 
     apply_transformers_fixes()
     _is_dir(model_dir, "--model")
@@ -100,8 +100,9 @@ def load_model(model_dir: str, adapter: str | None, tokenizer_dir: str | None, d
 
 
 def run(args: argparse.Namespace) -> int:
+    from minicpm_plugin.evaluation.generate import evaluate
+    from minicpm_plugin.evaluation.scoring import dumps_report, format_table
     from minicpm_plugin.formats.prepare import DataError, load_conversations
-    from minicpm_plugin.tool_eval import dumps_report, evaluate, format_table
 
     _positive(args.max_samples, "--max-samples")
     _positive(args.max_new_tokens, "--max-new-tokens")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the tiny model into `args.dir` and print what was written."""
     from transformers.utils import logging as hf_logging
 
-    from minicpm_plugin.tiny_model import build_tiny_model, iter_files
+    from minicpm_plugin.tools.tiny_model import build_tiny_model, iter_files
 
     hf_logging.disable_progress_bar()
     target = Path(args.dir)

@@ -34,8 +34,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the breakdown for `args.recipe`."""
-    from minicpm_plugin.memory import PlanError, estimate, format_report, plan_from_recipe, with_overrides
-    from minicpm_plugin.smoke import RecipeError, load_recipe
+    from minicpm_plugin.tools.memory import (
+        PlanError,
+        estimate,
+        format_report,
+        plan_from_recipe,
+        with_overrides,
+    )
+    from minicpm_plugin.tools.recipes import RecipeError, load_recipe
 
     path = Path(args.recipe)
     try:

@@ -38,7 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the smoke training; exit 0 on pass, 1 on fail (the reason and the log's end on stderr)."""
-    from minicpm_plugin.smoke import smoke_recipe
+    from minicpm_plugin.tools.smoke import smoke_recipe
 
     if not Path(args.recipe).is_file():
         raise UserError(f"{args.recipe}: no such file")

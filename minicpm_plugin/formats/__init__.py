@@ -7,7 +7,7 @@ Formats are pluggy plugins (entry-point group ``minicpm_plugin.formats``); see
 from minicpm_plugin.formats.base import COMPATIBLE, MATCH, NO, Converted, DatasetFormat, Format, RecordError
 from minicpm_plugin.formats.canonical import Issue, canonicalize
 from minicpm_plugin.formats.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
-from minicpm_plugin.formats.manager import FormatLookupError, Registry, available_formats, get_registry
+from minicpm_plugin.formats.manager import FormatLookupError, Registry, get_registry
 from minicpm_plugin.formats.prepare import (
     PreparedDataset,
     decode_row,
@@ -36,7 +36,6 @@ __all__ = [
     "Registry",
     "Row",
     "ScannedFile",
-    "available_formats",
     "canonicalize",
     "decode_row",
     "get_registry",

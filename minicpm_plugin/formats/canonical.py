@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS
 from minicpm_plugin.formats.base import as_call, as_tool, loads
 from minicpm_plugin.formats.problems import CODES
 
@@ -22,12 +23,6 @@ ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {"function": "tool", "developer": "system"}
 #: Keys that may carry the thought, in order of preference.
 THOUGHT_KEYS = ("thought", "reasoning_content", "reasoning")
-
-#: Special tokens that would break the turn structure if they appeared in any text.
-TURN_MARKERS = ("<|im_start|>", "<|im_end|>")
-#: Markers of MiniCPM3's assistant format: inside assistant text they would be read back as a
-#: thought or a call block (and the official template drops content that starts with a call block).
-ASSISTANT_MARKERS = ("<|thought_start|>", "<|thought_end|>", "<|tool_call_start|>", "<|tool_call_end|>")
 
 _THINK = re.compile(r"\A\s*<think>(.*?)</think>", re.S)
 _FUNCTION_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
@@ -415,8 +410,6 @@ def _render_issue(conversation: dict[str, Any]) -> Issue | None:
 
     try:
         render_conversation(conversation["messages"], conversation["tools"])
-    except NotImplementedError:  # pragma: no cover - format core not available
-        return None
     except FormatError as exc:
         return Issue(exc.path, f"MiniCPM3's format cannot render this: {exc.message}", "render-error")
     except Exception as exc:  # a renderer bug must not become a traceback for the user's data

@@ -161,7 +161,3 @@ def get_registry(*, reload: bool = False) -> Registry:
         _REGISTRY = build_registry()
     return _REGISTRY
 
-
-def available_formats() -> dict[str, Any]:
-    """Name -> format object for every registered format."""
-    return dict(get_registry().formats)

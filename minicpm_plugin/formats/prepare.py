@@ -1,7 +1,7 @@
 """Turn a user's dataset file into an Arrow-safe JSONL of canonical conversations.
 
-Each output row is ``{"conversation": "<canonical conversation as JSON text>", "source": "FILE:LINE"}``:
-two strings, so Arrow never infers a schema for tool arguments (mixed types cannot break it and
+Each output row is ``{"conversation": "<canonical conversation as JSON text>", "source": "FILE:LINE"}``
+(`encode_row` / `decode_row` / `is_prepared_row` are the one definition of that contract): two strings, so Arrow never infers a schema for tool arguments (mixed types cannot break it and
 floats keep their digits). The output name carries a hash of the input bytes and the settings, so
 reruns and other ranks reuse it; files are written atomically.
 """
@@ -15,16 +15,17 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from minicpm_plugin.formats.manager import Registry, get_registry
-from minicpm_plugin.formats.problems import DataError, Problem
+from minicpm_plugin.formats.problems import DataError
 from minicpm_plugin.formats.reader import FileProblem, read_bytes
 from minicpm_plugin.formats.scan import ScannedFile, scan_bytes, scan_file
 
 #: Bump when the output of preparation changes for the same input (invalidates prepared files).
 PREPARE_VERSION = "1"
-ON_BAD_ROWS = ("error", "skip")
+OnBadRows = Literal["error", "skip"]
+ON_BAD_ROWS: tuple[str, ...] = ("error", "skip")
 
 
 @dataclass
@@ -138,10 +139,7 @@ def prepare_dataset_file(
     if problems:
         problems_path = out / f"{base}.problems.txt"
         _write_atomic(problems_path, (f"{p}\n" for p in problems))
-    _write_atomic(rows_path, (
-        json.dumps({"conversation": json.dumps(r.conversation, ensure_ascii=False), "source": r.source}, ensure_ascii=False) + "\n"
-        for r in scanned.good_rows
-    ))
+    _write_atomic(rows_path, (encode_row(r.conversation, r.source) + "\n" for r in scanned.good_rows))
     prepared = PreparedDataset(
         source=file, path=str(rows_path), format=scanned.format or format, rows=stats["rows"], written=stats["good"],
         skipped=scanned.skipped_by_reason(), with_tools=stats["with_tools"], calls=stats["calls"],
@@ -151,6 +149,16 @@ def prepare_dataset_file(
     stats_dict.pop("reused")
     _write_atomic(stats_path, iter([json.dumps(stats_dict, ensure_ascii=False, indent=1) + "\n"]))
     return prepared
+
+
+def encode_row(conversation: dict[str, Any], source: str) -> str:
+    """One prepared row as a JSON line (without the newline)."""
+    return json.dumps({"conversation": json.dumps(conversation, ensure_ascii=False), "source": source}, ensure_ascii=False)
+
+
+def is_prepared_row(row: Any) -> bool:
+    """Whether a row (from the prepared file, through Arrow or not) follows the prepared-row contract."""
+    return isinstance(row, dict) and isinstance(row.get("conversation"), str) and isinstance(row.get("source"), str)
 
 
 def decode_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +185,3 @@ def load_conversations(path: str | Path, format: str = "auto", *, on_bad_rows: s
     _raise_for(scanned, on_bad_rows)
     return [r.conversation for r in scanned.good_rows if r.conversation is not None]
 
-
-def problems_of(path: str | Path, format: str = "auto") -> list[Problem]:
-    """Every problem in a file (a convenience for scripts)."""
-    return scan_file(path, format=format).problems

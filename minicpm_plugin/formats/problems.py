@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ERROR = "error"
@@ -69,10 +68,6 @@ class Problem:
     def __str__(self) -> str:
         head = self.location + ": " + ("warning: " if self.severity == WARNING else "")
         return f"{head}{self.path + ': ' if self.path else ''}{self.message} [{self.code}]"
-
-
-def problem_counts(problems: Iterable[Problem]) -> Counter[str]:
-    return Counter(p.code for p in problems)
 
 
 class DataError(ValueError):

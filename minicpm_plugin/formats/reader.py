@@ -107,8 +107,3 @@ def _parse_array(data: bytes, file: str) -> list[RawRecord]:
         raise FileProblem(Problem(file, None, "", "expected a JSON array of records", "invalid-json"))
     return [RawRecord(i + 1, v) for i, v in enumerate(values)]
 
-
-def read_records(path: str | Path, file: str | None = None) -> list[RawRecord]:
-    """Read ``path``; ``file`` is the name used in problems (defaults to the path as given)."""
-    name = file if file is not None else str(path)
-    return parse_records(read_bytes(path, name), name)

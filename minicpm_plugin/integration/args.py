@@ -6,11 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-#: Linear layers of a MiniCPM3 decoder layer (latent attention + SwiGLU MLP): LoRA targets.
-MINICPM3_LINEAR_MODULES = (
-    "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-)
-
 
 class MiniCPM3Args(BaseModel):
     """Input args of `minicpm_plugin.MiniCPM3Plugin`; every key is optional."""

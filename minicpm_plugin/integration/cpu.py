@@ -1,4 +1,7 @@
-"""Several training processes on a machine without a GPU (gloo), for `accelerate launch` and `deepspeed`.
+"""Runs without a GPU: single-process CPU fallback, and several processes over gloo.
+
+`cpu_fallback` makes a GPU recipe run on a CPU-only machine (smoke tests, CI). The rest makes several
+training processes on a machine without a GPU work for `accelerate launch` and `deepspeed`:
 
 axolotl 0.19.0 assumes one GPU per process once WORLD_SIZE > 1: it sets `device_map={"": LOCAL_RANK}`
 (a GPU index, which transformers rejects without an accelerator) and creates its accelerate state
@@ -13,6 +16,57 @@ import os
 from typing import Any
 
 _PATCHED = "_minicpm_cpu_patch"
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cpu_fallback(cfg: dict[str, Any]) -> list[str]:
+    """Make a GPU recipe run on a CPU-only machine (for smoke tests). Returns what was changed."""
+    changed = []
+
+    def put(key: str, value: Any) -> None:
+        if cfg.get(key) != value:
+            changed.append(f"{key}: {cfg.get(key)} -> {value}")
+            cfg[key] = value
+
+    if cfg.get("bf16") not in (False, None) or cfg.get("fp16"):
+        put("bf16", False)
+        put("fp16", False)
+    elif cfg.get("bf16") is None:
+        put("bf16", False)  # axolotl's default `auto` would pick fp16 on a machine without bf16
+    if cfg.get("tf32"):
+        put("tf32", False)
+    for key in ("flash_attention", "flex_attention", "xformers_attention"):
+        if cfg.get(key):
+            put(key, False)
+    if cfg.get("attn_implementation") in ("flash_attention_2", "flash_attention_3", "flex_attention"):
+        put("attn_implementation", "sdpa")
+    for key in ("lora_mlp_kernel", "lora_embedding_kernel"):
+        if cfg.get(key):
+            put(key, False)
+    # bitsandbytes' CPU backend quantizes (QLoRA) and steps its 8-bit/paged optimizers on CPU too.
+    return changed
+
+
+def init_single_process_gloo() -> None:
+    """Give single-process DeepSpeed a gloo group, before axolotl creates an NCCL one (no GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+            os.environ.setdefault(key, value)
+        dist.init_process_group("gloo", rank=0, world_size=1)
 
 
 def world_size() -> int:

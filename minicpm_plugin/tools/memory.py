@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from minicpm_plugin.args import MINICPM3_LINEAR_MODULES as LINEAR_MODULES
+from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES as LINEAR_MODULES
 
 GIB = 1024**3
 CARDS_GB = (12, 16, 24, 40, 80)

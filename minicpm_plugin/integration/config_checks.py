@@ -7,12 +7,11 @@ place where a fix is safe, and raises `ConfigError` with what to change where it
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from minicpm_plugin.args import MINICPM3_LINEAR_MODULES
+from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES
 from minicpm_plugin.utils import get_logger
 
 LOG = get_logger(__name__)
@@ -142,54 +141,3 @@ def check_chat_template(cfg: dict[str, Any], template: str) -> None:
         )
     cfg["chat_template"] = "jinja"
     cfg["chat_template_jinja"] = template
-
-
-def has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def cpu_fallback(cfg: dict[str, Any]) -> list[str]:
-    """Make a GPU recipe run on a CPU-only machine (for smoke tests). Returns what was changed."""
-    changed = []
-
-    def put(key: str, value: Any) -> None:
-        if cfg.get(key) != value:
-            changed.append(f"{key}: {cfg.get(key)} -> {value}")
-            cfg[key] = value
-
-    if cfg.get("bf16") not in (False, None) or cfg.get("fp16"):
-        put("bf16", False)
-        put("fp16", False)
-    elif cfg.get("bf16") is None:
-        put("bf16", False)  # axolotl's default `auto` would pick fp16 on a machine without bf16
-    if cfg.get("tf32"):
-        put("tf32", False)
-    for key in ("flash_attention", "flex_attention", "xformers_attention"):
-        if cfg.get(key):
-            put(key, False)
-    if cfg.get("attn_implementation") in ("flash_attention_2", "flash_attention_3", "flex_attention"):
-        put("attn_implementation", "sdpa")
-    for key in ("lora_mlp_kernel", "lora_embedding_kernel"):
-        if cfg.get(key):
-            put(key, False)
-    # bitsandbytes' CPU backend quantizes (QLoRA) and steps its 8-bit/paged optimizers on CPU too.
-    return changed
-
-
-def init_single_process_gloo() -> None:
-    """Give single-process DeepSpeed a gloo group, before axolotl creates an NCCL one (no GPU)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        if "MASTER_PORT" not in os.environ:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
-            os.environ.setdefault(key, value)
-        dist.init_process_group("gloo", rank=0, world_size=1)

@@ -1,13 +1,8 @@
-"""Check a recipe before GPU time is spent on it.
+"""Train a recipe for a few steps on CPU on the tiny MiniCPM3, before GPU time is spent on it.
 
-* `validate_recipe` runs axolotl's own config validation on a recipe and also reports keys axolotl
-  does not know (its schema silently drops them, so a typo such as `lora_dropuot` would otherwise
-  train with the default).
-* `smoke_recipe` trains a recipe for a few steps on CPU on the tiny MiniCPM3, through the same
-  `accelerate launch -m axolotl.cli.train` a user runs, with only the model, the output folders and
-  the step count (and optionally micro batch / sequence length) overridden.
-
-axolotl is imported only when `validate_recipe` runs; `smoke_recipe` runs it in a subprocess.
+`smoke_recipe` runs the same `accelerate launch -m axolotl.cli.train` a user runs, in a subprocess,
+with only the model, the output folders and the step count (and optionally micro batch / sequence
+length) overridden. axolotl's own config validation is `minicpm_plugin.integration.validate`.
 """
 
 from __future__ import annotations
@@ -27,71 +22,8 @@ from typing import Any
 
 import yaml
 
+from minicpm_plugin.tools.recipes import RecipeError, load_recipe
 from minicpm_plugin.utils import OFFLINE_ENV
-
-# The machine the shipped recipes are written for: one Ampere-or-newer GPU.
-TARGET_GPU: dict[str, Any] = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 1, "compute_capability": "sm_80"}
-
-
-class RecipeError(ValueError):
-    """The recipe is not valid for axolotl (message names the recipe and what to change)."""
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a recipe YAML file into a dict."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: expected a mapping of keys to values at the top level")
-    return data
-
-
-def validate_recipe(recipe: Mapping[str, Any], source: str = "recipe",
-                    capabilities: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Validate like `axolotl.cli.train` does before loading anything; return the validated config.
-
-    Registers the recipe's plugins first (their keys become valid), then runs
-    `axolotl.utils.config.validate_config`. Raises `RecipeError` for a rejected recipe or for
-    top-level keys the schema does not know.
-    """
-    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
-    import torch
-    from axolotl.utils.config import prepare_plugins, validate_config
-    from axolotl.utils.dict import DictDefault
-    from axolotl.utils.schemas.config import AxolotlInputConfig
-
-    cfg = DictDefault(copy.deepcopy(dict(recipe)))
-    try:
-        prepare_plugins(cfg)
-    except (Exception, SystemExit) as exc:  # a plugin's import error, or its own check in register()
-        raise RecipeError(f"{source}: plugins: {exc}") from exc
-    schema = AxolotlInputConfig
-    if cfg.get("plugins"):
-        from axolotl.integrations.config import merge_input_args
-
-        schema = merge_input_args()[1]
-    names = set(schema.model_fields) | {f.alias for f in schema.model_fields.values() if f.alias}
-    unknown = sorted(k for k in recipe if k not in names)
-    if unknown:
-        raise RecipeError(f"{source}: unknown key(s) {', '.join(unknown)}: axolotl would ignore them "
-                          "(a typo, or a plugin key without its plugin)")
-    env = {"torch_version": str(torch.__version__).split("+", maxsplit=1)[0]}
-    try:
-        return dict(validate_config(cfg, capabilities=dict(capabilities or TARGET_GPU), env_capabilities=env))
-    except Exception as exc:  # pydantic.ValidationError or a validator's ValueError
-        raise RecipeError(f"{source}: axolotl rejects the recipe: {exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------------
-# Smoke runs
-# --------------------------------------------------------------------------------------------------
 
 # Keys that point at the model: replaced by the tiny model.
 _MODEL_KEYS = ("base_model_config", "tokenizer_config", "processor_config")
@@ -145,7 +77,7 @@ def smoke_config(recipe: Mapping[str, Any], model_dir: str | Path, workdir: str 
 
 def build_smoke_model(out_dir: str | Path) -> Path:
     """The tiny MiniCPM3 that smoke runs train (see SMOKE_MODEL_OVERRIDES)."""
-    from minicpm_plugin.tiny_model import build_tiny_model
+    from minicpm_plugin.tools.tiny_model import build_tiny_model
 
     return build_tiny_model(out_dir, seed=0, overwrite=True, config_overrides=SMOKE_MODEL_OVERRIDES)
 

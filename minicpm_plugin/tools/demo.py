@@ -18,7 +18,7 @@ import yaml
 
 from minicpm_plugin.utils import OFFLINE_ENV
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "examples" / "minicpm3_tools_lora.yml"
 DATA = REPO / "examples" / "data"
 STEPS = 150
@@ -83,8 +83,8 @@ def generate_one(model_dir: Path, adapter: Path) -> tuple[str, dict[str, Any], d
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from minicpm_plugin import parse_assistant, render_chat
-    from minicpm_plugin.compat import apply_transformers_fixes
     from minicpm_plugin.formats.prepare import load_conversations
+    from minicpm_plugin.model.compat import apply_transformers_fixes
 
     apply_transformers_fixes()
     conv = load_conversations(DATA / "tool_calls_eval.jsonl")[0]
@@ -101,7 +101,7 @@ def generate_one(model_dir: Path, adapter: Path) -> tuple[str, dict[str, Any], d
 
 
 def main() -> int:
-    from minicpm_plugin.tiny_model import build_tiny_model
+    from minicpm_plugin.tools.tiny_model import build_tiny_model
 
     out = Path(os.environ.get("MINICPM_DEMO_DIR", "demo_out")).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Tool-call accuracy during training: every `minicpm3_eval_tools_steps` steps, generate on a few
-held-out conversations (`minicpm_plugin.tool_eval.evaluate`) and log the metrics beside the loss as
+held-out conversations (`minicpm_plugin.evaluation.generate.evaluate`) and log the metrics beside the loss as
 ``tool_eval/<metric>`` entries of the trainer's log history (and so of trainer_state.json and any
 reporter such as wandb). Turned on by the plugin (`MiniCPM3Plugin.add_callbacks_post_trainer`).
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from minicpm_plugin.args import plugin_options
-from minicpm_plugin.chat.literals import LiteralStyle
+from minicpm_plugin.chat.tokens import LiteralStyle
+from minicpm_plugin.integration.args import plugin_options
 from minicpm_plugin.utils import get_logger
 
 LOG = get_logger(__name__)
@@ -24,7 +24,7 @@ PREFIX = "tool_eval/"
 def load_eval_conversations(path: str | Path, format: str = "auto") -> list[dict[str, Any]]:
     """Conversations of a data file in any supported format, or of a file the plugin prepared
     (rows ``{"conversation": "<json>", "source": ...}``, what test_datasets point at after `register`)."""
-    from minicpm_plugin.formats.prepare import load_conversations, read_prepared
+    from minicpm_plugin.formats.prepare import is_prepared_row, load_conversations, read_prepared
 
     with open(path, encoding="utf-8") as fh:
         first = next((line for line in fh if line.strip()), "")
@@ -32,7 +32,7 @@ def load_eval_conversations(path: str | Path, format: str = "auto") -> list[dict
         row = json.loads(first)
     except ValueError:
         row = None
-    if isinstance(row, dict) and set(row) == {"conversation", "source"} and isinstance(row["conversation"], str):
+    if is_prepared_row(row) and len(row) == 2:
         return [conv for conv, _ in read_prepared(path)]
     return load_conversations(path, format=format)
 
@@ -61,8 +61,8 @@ class ToolCallEvalCallback(TrainerCallback):
     @classmethod
     def from_config(cls, cfg: Any, trainer: Any) -> ToolCallEvalCallback:
         """Build from the axolotl config: `minicpm3_eval_tools_data`, else the first test dataset file."""
-        from minicpm_plugin.config_checks import ConfigError
         from minicpm_plugin.formats.prepare import DataError
+        from minicpm_plugin.integration.config_checks import ConfigError
 
         opts = plugin_options(cfg)
         path = opts.minicpm3_eval_tools_data
@@ -103,7 +103,8 @@ class ToolCallEvalCallback(TrainerCallback):
 
     def run(self, state: Any, model: Any, tokenizer: Any, control: Any = None) -> dict[str, float]:
         """Evaluate now and log the metrics; returns them (``tool_eval/...`` keys, no None values)."""
-        from minicpm_plugin.tool_eval import evaluate, format_table
+        from minicpm_plugin.evaluation.generate import evaluate
+        from minicpm_plugin.evaluation.scoring import format_table
 
         trainer = self.trainer
         if trainer is not None and getattr(trainer, "is_fsdp_enabled", False):

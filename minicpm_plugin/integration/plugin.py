@@ -1,5 +1,5 @@
 """`plugins: [minicpm_plugin.MiniCPM3Plugin]`: MiniCPM3 for axolotl. Kept thin: the work lives in
-config_checks, formats.prepare, strategy, packing and length_report."""
+config_checks, cpu, formats.prepare, strategy, model.packing and length_report."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Any
 
 from axolotl.integrations.base import BasePlugin
 
-from minicpm_plugin.args import plugin_options
 from minicpm_plugin.chat import chat_template_for
-from minicpm_plugin.compat import apply_transformers_fixes
-from minicpm_plugin.config_checks import (
+from minicpm_plugin.integration.args import plugin_options
+from minicpm_plugin.integration.config_checks import (
     ConfigError,
     check_chat_template,
     check_deepspeed,
@@ -19,12 +18,15 @@ from minicpm_plugin.config_checks import (
     check_lora_targets,
     check_model,
     check_remote_code,
+)
+from minicpm_plugin.integration.cpu import (
     cpu_fallback,
     has_gpu,
     init_single_process_gloo,
+    setup_cpu_processes,
 )
-from minicpm_plugin.distributed_cpu import setup_cpu_processes
-from minicpm_plugin.length_report import LengthReport
+from minicpm_plugin.integration.length_report import LengthReport
+from minicpm_plugin.model.compat import apply_transformers_fixes
 from minicpm_plugin.utils import get_logger
 
 LOG = get_logger(__name__)
@@ -45,7 +47,7 @@ class MiniCPM3Plugin(BasePlugin):
         self.prepared: list[Any] = []
 
     def get_input_args(self) -> str:
-        return "minicpm_plugin.args.MiniCPM3Args"
+        return "minicpm_plugin.integration.args.MiniCPM3Args"
 
     def register(self, cfg: dict[str, Any]) -> None:
         try:
@@ -75,7 +77,7 @@ class MiniCPM3Plugin(BasePlugin):
             raise ConfigError(f"minicpm3_eval_tools_data: {opts.minicpm3_eval_tools_data!r} is not a file.")
         self._prepare_datasets(cfg, opts)
         if cfg.get("merge_lora"):
-            from minicpm_plugin.merge import keep_trained_tokenizer_on_merge
+            from minicpm_plugin.integration.merge import keep_trained_tokenizer_on_merge
 
             keep_trained_tokenizer_on_merge()
 
@@ -134,7 +136,7 @@ class MiniCPM3Plugin(BasePlugin):
 
     def post_model_build(self, cfg: Any, model: Any) -> None:
         if cfg.sample_packing:
-            from minicpm_plugin.packing import install_packing_guard
+            from minicpm_plugin.model.packing import install_packing_guard
 
             install_packing_guard(model)
             LOG.info("sample packing: packed samples attend only within themselves (mask from position_ids)")
@@ -149,6 +151,6 @@ class MiniCPM3Plugin(BasePlugin):
         opts = plugin_options(cfg)
         if not opts.minicpm3_eval_tools_steps:
             return []
-        from minicpm_plugin.eval_callback import ToolCallEvalCallback
+        from minicpm_plugin.integration.eval_callback import ToolCallEvalCallback
 
         return [ToolCallEvalCallback.from_config(cfg, trainer)]

@@ -1,0 +1,92 @@
+"""axolotl prompt strategy: `datasets: [{path: ..., type: minicpm_plugin.strategy}]`.
+
+Rows arrive from the file the plugin prepared (`conversation` = the canonical conversation as a
+JSON string, `source` = FILE:LINE), so every value reaches the tokens exactly as written in the
+user's file. Rows from elsewhere (a hub dataset) are converted here from their columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axolotl.prompt_tokenizers import PromptTokenizingStrategy
+
+from minicpm_plugin.chat import FormatError, render_conversation
+from minicpm_plugin.formats.prepare import decode_row, is_prepared_row
+from minicpm_plugin.integration.args import plugin_options
+from minicpm_plugin.integration.length_report import LengthReport
+from minicpm_plugin.tokenize import LabelOptions, finish
+from minicpm_plugin.utils import get_logger
+
+LOG = get_logger(__name__)
+
+
+def row_conversation(row: dict[str, Any], source: str, format: str = "auto") -> dict[str, Any]:
+    """The canonical conversation of one dataset row (prepared by the plugin, or raw columns)."""
+    if is_prepared_row(row):
+        return decode_row(row)
+    from minicpm_plugin.formats.reader import RawRecord
+    from minicpm_plugin.formats.scan import scan_records
+
+    scanned = scan_records([RawRecord(1, {k: v for k, v in row.items() if v is not None})], source, format=format)
+    problems = scanned.file_problems + [p for r in scanned.rows for p in r.problems if p.is_error]
+    if problems or not scanned.rows or scanned.rows[0].conversation is None:
+        raise ValueError("; ".join(str(p) for p in problems) or "cannot read this row")
+    return scanned.rows[0].conversation
+
+
+class MiniCPM3Strategy(PromptTokenizingStrategy):
+    """Renders each conversation once, tokenizes it once with offsets, labels from spans."""
+
+    def __init__(self, tokenizer: Any, cfg: Any, report: LengthReport | None = None) -> None:
+        opts = plugin_options(cfg)
+        super().__init__(None, tokenizer, train_on_inputs=False, sequence_len=int(cfg.sequence_len or 2048))
+        self.options = LabelOptions(train_last_turn_only=opts.minicpm3_train_last_turn_only,
+                                    train_thought=opts.minicpm3_train_thought)
+        self.literal_style = opts.minicpm3_literal_style
+        self.overlong = opts.minicpm3_overlong
+        self.format = opts.minicpm3_format
+        self.report = report
+
+    @property
+    def supports_batched(self) -> bool:
+        return True
+
+    def tokenize_prompt(self, prompt: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        keys = list(prompt)
+        n = len(prompt[keys[0]]) if keys else 0
+        rows = [{k: prompt[k][i] for k in keys} for i in range(n)]
+        rendered, convs, sources = [], [], []
+        for i, row in enumerate(rows):
+            source = row.get("source") or f"row {i}"
+            try:
+                conv = row_conversation(row, source, self.format)
+                rendered.append(render_conversation(conv["messages"], conv.get("tools"), literal_style=self.literal_style))
+            except (FormatError, ValueError, KeyError, TypeError) as exc:
+                # Only reachable for rows the plugin did not prepare and validate itself.
+                raise ValueError(f"{source}: cannot render this conversation: {exc}") from exc
+            convs.append(conv)
+            sources.append(source)
+        # No attention mask from the tokenizer: finish() builds it; converting it costs ~10% of the call.
+        enc = self.tokenizer([r.text for r in rendered], return_offsets_mapping=True, add_special_tokens=True,
+                             return_attention_mask=False)
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "labels": []}
+        for conv, r, ids, offsets, source in zip(convs, rendered, enc["input_ids"], enc["offset_mapping"], sources, strict=True):
+            t = finish(r, conv["messages"], list(ids), offsets, self.options, self.sequence_len, self.overlong)
+            if t.overlong and self.report:
+                self.report.add(source, t.overlong, t.full_length, len(t.input_ids), t.turns_cut)
+            if t.overlong == "dropped":
+                continue
+            if t.trained_tokens == 0:
+                if self.report:
+                    self.report.add(source, "nothing_to_train", t.full_length, 0, 0)
+                continue
+            out["input_ids"].append(t.input_ids)
+            out["attention_mask"].append(t.attention_mask)
+            out["labels"].append(t.labels)
+        return out
+
+
+def load(tokenizer: Any, cfg: Any, ds_cfg: dict[str, Any] | None = None, processor: Any = None) -> MiniCPM3Strategy:
+    """Entry point axolotl calls for `type: minicpm_plugin.strategy`."""
+    return MiniCPM3Strategy(tokenizer, cfg, report=LengthReport.for_config(cfg))
