@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from minicpm_plugin.cli import main
-from minicpm_plugin.tools.convert_script import (
+from minicpm_plugin.tools.convert import (
     OFFICIAL_LORA,
     ScriptError,
     convert_script,

@@ -18,7 +18,7 @@ import yaml
 
 from minicpm_plugin.integration.validate import validate_recipe
 from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES
-from minicpm_plugin.tools.convert_script import convert_script
+from minicpm_plugin.tools.convert import convert_script
 from minicpm_plugin.tools.recipes import RecipeError, load_recipe
 from minicpm_plugin.tools.smoke import (
     _failure_reason,

@@ -50,7 +50,7 @@ def _variables(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Convert `args.script`, print warnings and unconverted flags on stderr."""
-    from minicpm_plugin.tools.convert_script import ScriptError, convert_script
+    from minicpm_plugin.tools.convert import ScriptError, convert_script
 
     path = Path(args.script)
     try:
