@@ -20,10 +20,11 @@ Pure Python (no torch, no axolotl): `convert_script(text, path)` returns a `Conv
 `to_yaml()` is the recipe, plus the warnings and the flags that have no axolotl equivalent.
 """
 
+from minicpm_plugin.tools.convert.bash import bash_reading, bash_warnings
 from minicpm_plugin.tools.convert.flags import OFFICIAL_LORA, convert_script
 from minicpm_plugin.tools.convert.launch import Flag, Launch, Trap, find_traps, read_launch
 from minicpm_plugin.tools.convert.recipe import Conversion
-from minicpm_plugin.tools.convert.shell import ScriptError
+from minicpm_plugin.tools.convert.shell import ScriptError, decode_script
 
-__all__ = ["OFFICIAL_LORA", "Conversion", "Flag", "Launch", "ScriptError", "Trap", "convert_script",
-           "find_traps", "read_launch"]
+__all__ = ["OFFICIAL_LORA", "Conversion", "Flag", "Launch", "ScriptError", "Trap", "bash_reading",
+           "bash_warnings", "convert_script", "decode_script", "find_traps", "read_launch"]

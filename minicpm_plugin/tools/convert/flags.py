@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from minicpm_plugin.tools.convert.bash import bash_warnings
 from minicpm_plugin.tools.convert.launch import BOOL_WORDS, Flag, Launch, read_launch
 from minicpm_plugin.tools.convert.recipe import Conversion
-from minicpm_plugin.tools.convert.shell import ScriptError
+from minicpm_plugin.tools.convert.shell import LAUNCH_EXAMPLE, ScriptError, prepare_text, short
 
 # The LoRA that finetune.py hard-codes for MiniCPM3 (its `target_modules` branch for
 # MiniCPM3ForCausalLM), so a converted recipe trains the same adapter.
@@ -115,7 +116,7 @@ def _coerce(conv: Conversion, flag: Flag, kind: Any) -> Any:
             return True
         if isinstance(value, str) and value.lower() in BOOL_WORDS:
             return BOOL_WORDS[value.lower()]
-        raise ScriptError(f"{where}: --{flag.name} expects true or false, got {value!r}")
+        raise ScriptError(f"{where}: --{flag.name} expects true or false, got {short(repr(value))}")
     if value is True:
         raise ScriptError(f"{where}: --{flag.name} needs a value")
     if kind is str:
@@ -123,12 +124,12 @@ def _coerce(conv: Conversion, flag: Flag, kind: Any) -> Any:
     try:
         number = float(value)
     except ValueError:
-        raise ScriptError(f"{where}: --{flag.name} expects a number, got {value!r}") from None
+        raise ScriptError(f"{where}: --{flag.name} expects a number, got {short(repr(value))}") from None
     if kind == "steps" and number < 1:
         return number  # TrainingArguments reads a value below 1 as a fraction of the run
     if kind in (int, "steps"):
         if not number.is_integer():
-            raise ScriptError(f"{where}: --{flag.name} expects a whole number, got {value!r}")
+            raise ScriptError(f"{where}: --{flag.name} expects a whole number, got {short(repr(value))}")
         return int(number)
     return int(number) if kind == "number" and number.is_integer() else number
 
@@ -140,6 +141,29 @@ def _strip_unresolved(path: str, marked: set[str]) -> str:
     return out + "/" if path.endswith("/") and out and not out.endswith("/") else out
 
 
+_SUBST = re.compile(r"\$\(|`")
+_PARENS = re.compile(r"[()]")
+
+
+def _shell_output_in(value: str, marked: set[str]) -> str | None:
+    """The first `$(...)` or backquoted command in `value` that only the shell can run, if any."""
+    for start in _SUBST.finditer(value):
+        p = start.start()
+        if value[p] == "`":
+            q = value.find("`", p + 1)
+            candidate = value[p:q + 1] if q > p else ""
+        else:
+            depth, candidate = 0, ""
+            for m in _PARENS.finditer(value, p + 1):
+                depth += 1 if m.group(0) == "(" else -1
+                if depth == 0:
+                    candidate = value[p:m.end()]
+                    break
+        if candidate in marked:
+            return candidate
+    return None
+
+
 def _map_deepspeed(conv: Conversion, flag: Flag, qlora: bool) -> None:
     raw = str(flag.value)
     name = PurePosixPath(raw).name.lower()
@@ -147,14 +171,14 @@ def _map_deepspeed(conv: Conversion, flag: Flag, qlora: bool) -> None:
     where = f"{conv.source}:{flag.line}"
     if not m or int(m.group(1)) not in (2, 3):
         conv.set("deepspeed", raw, f"{_at(flag)}: kept as is (not one of the official ZeRO-2/3 configs)")
-        conv.warnings.append(f"{where}: --deepspeed {raw}: not an official ZeRO-2/3 config name; kept "
+        conv.warnings.append(f"{where}: --deepspeed {short(raw)}: not an official ZeRO-2/3 config name; kept "
                              "the path as is. Compare it with deepspeed_configs/ (see docs/recipes.md)")
         return
     stage, offload = int(m.group(1)), "offload" in name
     note = f"{_at(flag)}: {PurePosixPath(raw).name}"
     if stage == 3 and qlora:
         stage = 2
-        conv.warnings.append(f"{where}: --deepspeed {raw}: ZeRO-3 does not work with QLoRA (its "
+        conv.warnings.append(f"{where}: --deepspeed {short(raw)}: ZeRO-3 does not work with QLoRA (its "
                              f"4-bit packed weights cannot be sharded); mapped to ZeRO-2 ({_DS_OURS[(2, offload)]})")
         note += ", ZeRO-3 -> ZeRO-2 for QLoRA"
     conv.set("deepspeed", _DS_OURS[(stage, offload)], note)
@@ -167,16 +191,18 @@ def _launch_world_size(conv: Conversion, launch: Launch) -> None:
         if name == "--include" and value:
             hosts = value.split("@")
             if len(hosts) > 1:
-                conv.unmapped.append(f"{where}: {name} {value}: several hosts; use a multi-node accelerate "
+                conv.unmapped.append(f"{where}: {name} {short(value)}: several hosts; use a multi-node accelerate "
                                      "config")
             gpus = sum(len(h.split(":", 1)[1].split(",")) if ":" in h else 1 for h in hosts)
+            if len(hosts) == 1 and ":" in value:  # `localhost:1`: deepspeed runs on GPU 1 only
+                conv.env["CUDA_VISIBLE_DEVICES"] = value.split(":", 1)[1]
         elif name in ("--num_gpus", "--nproc_per_node", "--nproc-per-node", "--num_processes") and value:
             gpus = int(value) if value.isdigit() else gpus
         elif name in ("--master_port", "--master_addr", "--main_process_port"):
-            conv.unmapped.append(f"{where}: {name} {value}: not needed (accelerate picks the port; "
+            conv.unmapped.append(f"{where}: {name} {short(str(value))}: not needed (accelerate picks the port; "
                                  "`accelerate launch --main_process_port N` to set one)")
         else:
-            conv.unmapped.append(f"{where}: {launch.launcher} {name}{' ' + value if value else ''}: "
+            conv.unmapped.append(f"{where}: {launch.launcher} {name}{' ' + short(value) if value else ''}: "
                                  "launcher option not converted")
     visible = launch.env.get("CUDA_VISIBLE_DEVICES")
     if gpus is None and visible:
@@ -191,32 +217,29 @@ def convert_script(text: str, source: str = "script.sh", variables: Mapping[str,
     `base_dir` is the folder paths in the script are relative to (the script's folder, `finetune/` in
     the official repo), joined onto relative data and output paths unless it is ".".
     """
+    text, notes = prepare_text(text, source)
+    if not text.strip():
+        raise ScriptError(f"{source}:1: the file is empty: expected a launch script with a line like "
+                          f"{LAUNCH_EXAMPLE}")
     launch, traps, exp = read_launch(text, variables, source)
     conv = Conversion(source=source)
-    last_line = max([f.line for f in launch.flags] + [launch.line])
-    traps = [t for t in traps if launch.line <= t.line < last_line]
-    if traps:
-        first = traps[0]
-        later = [f"--{f.name}" for f in launch.flags if f.line > first.line and f.name]
-        shown = ", ".join(later[:4]) + (", ..." if len(later) > 4 else "")
-        conv.warnings.append(
-            f"{source}:{first.line}: bash ends the command here ({first.reason}) and silently drops the "
-            f"{len(later)} flag(s) after this line ({shown}); converted as the author meant (all flags)")
-        if len(traps) > 1:
-            conv.warnings.append(f"{source}:{traps[1].line}: the same at line(s) "
-                                 + ", ".join(str(t.line) for t in traps[1:]))
+    conv.warnings += notes
+    conv.warnings += bash_warnings(text, launch, traps, variables, source)
     for name, line in dict.fromkeys((u.name, u.line) for u in exp.unresolved if u.kind == "var"):
         conv.warnings.append(f"{source}:{line}: ${name} is not set in the script; the recipe has "
                              f"${{{name}}} in its place (pass --var {name}=VALUE)")
     if PurePosixPath(launch.script).name != "finetune.py":
-        conv.warnings.append(f"{source}:{launch.line}: the script runs {launch.script}, not finetune.py; "
+        conv.warnings.append(f"{source}:{launch.line}: the script runs {short(launch.script)}, not finetune.py; "
                              "flags are read as finetune.py's")
+    for name, (value, _) in exp.exported.items():  # exported: the training processes see them
+        conv.env[name] = value
+    conv.env.update(launch.env)
     _launch_world_size(conv, launch)
 
     flags: dict[str, Flag] = {}
     for flag in launch.flags:
         if not flag.name:
-            conv.unmapped.append(f"{source}:{flag.line}: stray argument {flag.value!r}: ignored")
+            conv.unmapped.append(f"{source}:{flag.line}: stray argument {short(repr(flag.value))}: ignored")
             continue
         if flag.name in flags:
             conv.warnings.append(f"{source}:{flag.line}: --{flag.name} given twice; the last one wins "
@@ -234,11 +257,10 @@ def convert_script(text: str, source: str = "script.sh", variables: Mapping[str,
         return name in flags and _coerce(conv, flags[name], bool)
 
     for flag in flags.values():
-        shell_output = [m for m in exp.marked if isinstance(flag.value, str) and m in flag.value
-                        and m.startswith(("$(", "`"))]
+        shell_output = _shell_output_in(flag.value, exp.marked) if isinstance(flag.value, str) else None
         if shell_output and flag.name != "output_dir":
-            conv.warnings.append(f"{source}:{flag.line}: --{flag.name} {flag.value}: contains the output of "
-                                 f"{shell_output[0]}, which only the shell knows; edit the recipe")
+            conv.warnings.append(f"{source}:{flag.line}: --{flag.name} {short(flag.value)}: contains the output "
+                                 f"of {short(shell_output)}, which only the shell knows; edit the recipe")
 
     # -- model --------------------------------------------------------------------------------------
     model_flag = flags.pop("model_name_or_path", None)
@@ -247,7 +269,7 @@ def convert_script(text: str, source: str = "script.sh", variables: Mapping[str,
         conv.warnings.append(f"{source}: no --model_name_or_path: finetune.py would load its default "
                              f"{_DEFAULT_MODEL}; set base_model to your MiniCPM3 checkpoint")
     elif "minicpm3" not in model.lower().replace("-", "").replace("_", "") and model not in exp.marked:
-        conv.warnings.append(f"{source}:{model_flag.line}: --model_name_or_path {model}: not a MiniCPM3 "
+        conv.warnings.append(f"{source}:{model_flag.line}: --model_name_or_path {short(model)}: not a MiniCPM3 "
                              "checkpoint name; the plugin and this recipe are for MiniCPM3 (e.g. "
                              "openbmb/MiniCPM3-4B or its local copy)")
     conv.set("base_model", model, _at(model_flag) if model_flag else "finetune.py default")
@@ -350,7 +372,7 @@ def convert_script(text: str, source: str = "script.sh", variables: Mapping[str,
 
     # -- the rest ------------------------------------------------------------------------------------
     for name, flag in flags.items():
-        value = "" if flag.value is True else f" {flag.value}"
+        value = "" if flag.value is True else f" {short(str(flag.value))}"
         why = _NOT_NEEDED.get(name)
         if why:
             conv.unmapped.append(f"{source}:{flag.line}: --{name}{value}: not needed ({why})")

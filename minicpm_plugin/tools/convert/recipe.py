@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ class Conversion:
     warnings: list[str] = field(default_factory=list)  # "SCRIPT:LINE: message"
     unmapped: list[str] = field(default_factory=list)  # "SCRIPT:LINE: --flag value: why"
     world_size: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # environment the script gives the training processes
 
     def set(self, key: str, value: Any, origin: str) -> None:
         self.recipe[key] = value
@@ -27,6 +30,32 @@ class Conversion:
         """The recipe as commented YAML; `recipe_path` goes into the command in its header."""
         return _emit_yaml(self, recipe_path)
 
+    def train_command(self, recipe_path: str = "RECIPE.yml") -> str:
+        """The `accelerate launch` line that runs the recipe as the script ran finetune.py."""
+        env = [f"{name}={_env_value(value)}" for name, value in self.env.items()]
+        procs = ["--num_processes", str(self.world_size)] if self.world_size and self.world_size > 1 else []
+        return " ".join([*env, "accelerate", "launch", *procs, "-m", "axolotl.cli.train",
+                         shlex.quote(recipe_path)])
+
+
+def _env_value(value: str) -> str:
+    """A value for the shell. Shell text the converter could not expand (`$(nvidia-smi ...)`) stays
+    expandable inside double quotes; control characters get bash's $'...' quoting."""
+    if any(c < " " or c in _LINE_BREAKS for c in value):
+        return "$'" + value.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+    if "$" in value or "`" in value:
+        return f'"{value}"'
+    return shlex.quote(value)
+
+
+# What YAML (and so the recipe's comments) takes as the end of a line.
+_LINE_BREAKS = "\r\n\x85\u2028\u2029"
+_BREAK_RE = re.compile(f"[{_LINE_BREAKS}]")
+
+
+def _one_line(text: str) -> str:
+    """`text` for a YAML comment: line breaks (which would end the comment) written as escapes."""
+    return _BREAK_RE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 _SECTIONS: list[tuple[str, list[str]]] = [
@@ -55,19 +84,17 @@ def _scalar(value: Any) -> str:
 
 
 def _emit_yaml(conv: Conversion, recipe_path: str) -> str:
-    lines = [f"# Converted from {conv.source} by `minicpm-plugin convert-script`.",
+    lines = [_one_line(f"# Converted from {conv.source} by `minicpm-plugin convert-script`."),
              "# Each key says which flag it comes from. Train with:",
-             "#   accelerate launch"
-             + (f" --num_processes {conv.world_size}" if conv.world_size and conv.world_size > 1 else "")
-             + f" -m axolotl.cli.train {recipe_path}"]
+             _one_line(f"#   {conv.train_command(recipe_path)}")]
     if conv.warnings:
         lines.append("#")
         lines.append("# Warnings:")
-        lines += [f"#   {w}" for w in conv.warnings]
+        lines += [_one_line(f"#   {w}") for w in conv.warnings]
     if conv.unmapped:
         lines.append("#")
         lines.append("# Not converted:")
-        lines += [f"#   {u}" for u in conv.unmapped]
+        lines += [_one_line(f"#   {u}") for u in conv.unmapped]
     placed: set[str] = set()
     for title, keys in _SECTIONS + [("other", [k for k in conv.recipe])]:
         keys = [k for k in keys if k in conv.recipe and k not in placed]
@@ -78,7 +105,7 @@ def _emit_yaml(conv: Conversion, recipe_path: str) -> str:
         for key in keys:
             placed.add(key)
             value = conv.recipe[key]
-            origin = conv.origin.get(key, "")
+            origin = _one_line(conv.origin.get(key, ""))
             if isinstance(value, (dict, list)):
                 lines.append(f"# {key}: {origin}" if origin else f"# {key}")
                 dumped = yaml.safe_dump({key: value}, allow_unicode=True, sort_keys=False,
