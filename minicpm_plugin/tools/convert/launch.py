@@ -122,7 +122,7 @@ def _scan_line(line: str, quote: str | None) -> _LineScan:
             break
         j, c = m.start(), m.group(0)
         if j > i:
-            word_start = line[j - 1].isspace() or line[j - 1] in ";&|()<>"
+            word_start = line[j - 1] in " \t;&|()<>"  # bash's blanks and operators, nothing else
         if c == "\\":
             if escaped_hash is None and line[j + 1:j + 2] in (" ", "\t") and line[j + 2:j + 3] == "#":
                 escaped_hash = j

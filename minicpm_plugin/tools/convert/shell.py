@@ -16,7 +16,8 @@ _REDIRECT = re.compile(r"(\d*|&)(>>|>\||<>|>&|<&|>|<)")
 _FD_DUP = re.compile(r"\d+|-")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d")
 _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+)(?:(:?)([-=])(.*))?", re.S)
-_PLAIN = re.compile(r"[^ \t\r\n;|&()<>\\'\"$`]+")  # a run of characters that are just themselves
+_PLAIN = re.compile(r"[^ \t\n;|&()<>\\'\"$`]+")  # a run of characters that are just themselves
+_IFS = re.compile(r"[ \t\n]+")  # how bash splits an unquoted expansion (a CR or U+3000 is no blank)
 _PLAIN_DQ = re.compile(r'[^"\\$`]+')  # the same inside double quotes
 _PARENS = re.compile(r"[()]")
 _BRACES = re.compile(r"[\\$}]")
@@ -120,8 +121,9 @@ class Lexer:
         self.source = source
 
     def _peek(self, k: int = 0) -> str:
+        """The character k ahead, or NUL past the end (which no test below matches)."""
         j = self.i + k
-        return self.s[j] if j < self.n else ""
+        return self.s[j] if j < self.n else "\0"
 
     def _advance(self) -> str:
         c = self.s[self.i]
@@ -147,7 +149,7 @@ class Lexer:
             if c == "\\" and self._peek(1) == "\n":
                 self._advance()
                 self._advance()
-            elif c in " \t\r":
+            elif c in " \t":
                 self._advance()
             elif c == "\n":
                 self._advance()
@@ -202,7 +204,7 @@ class Lexer:
 
         while self.i < self.n:
             c = self._peek()
-            if c in " \t\r\n;|&()<>":
+            if c in " \t\n;|&()<>":
                 break
             if c == "\\":
                 self._advance()
@@ -347,14 +349,14 @@ class Expander:
             if seg.quoted or value in self.marked:  # unknown shell text is kept as one piece
                 fields[-1].append(value)
             else:
-                parts = value.split()
-                if not parts:
+                parts = _IFS.split(value.strip(" \t\n"))
+                if parts == [""]:
                     continue
-                if value[:1].isspace() and any(fields[-1]):
+                if value[:1] in (" ", "\t", "\n") and any(fields[-1]):
                     fields.append([])
                 fields[-1].append(parts[0])
                 fields.extend([part] for part in parts[1:])
-                if value[-1:].isspace():
+                if value[-1:] in (" ", "\t", "\n"):
                     fields.append([])
         joined = ["".join(f) for f in fields]
         return [f for f in joined if f != ""] or ([""] if word.segs else [])
