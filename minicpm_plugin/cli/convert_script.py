@@ -18,9 +18,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Read a `deepspeed ... finetune.py --flags` launch script the way bash does (continuations, "
             "quotes, variables set earlier in the script) and write the equivalent axolotl recipe. A "
-            "'# comment' after a line-continuation backslash makes bash silently drop every later flag: "
-            "it is reported with its line number and the flags are read as the author meant. Flags "
-            "without an axolotl equivalent are listed."
+            "'# comment' after a line-continuation backslash (with one space or two), a comment line "
+            "inside the command, or a `use_lora \\` line without dashes makes bash run something else than "
+            "the author meant: the flags are read as the author meant, with a warning per line saying "
+            "what bash does instead. Flags without an axolotl equivalent are listed."
         ),
     )
     parser.add_argument("script", metavar="SCRIPT.sh", help="the launch script")

@@ -9,7 +9,7 @@ the tests check it against real bash.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -47,13 +47,14 @@ def bash_reading(text: str, first_line: int, last_line: int, variables: Mapping[
     """How bash splits lines `first_line`..`last_line` of the unrepaired script into commands."""
     reading = BashReading()
     exp = Expander(variables or {}, source)
+    launched = False
     try:
         for cmd, env, fields in iter_commands(text, exp, source):
             if cmd.line > last_line:
                 break
             if cmd.line >= first_line and fields:
-                is_launch = not any(c.launch for c in reading.commands) and \
-                    as_launch(fields, env, cmd.line) is not None
+                is_launch = not launched and as_launch(fields, env, cmd.line) is not None
+                launched |= is_launch
                 reading.commands.append(BashCommand(fields, is_launch))
     except ScriptError as exc:
         reading.error, reading.error_line = exc.detail or str(exc), exc.line
@@ -80,10 +81,10 @@ def _not_a_program(word: str) -> bool:
 
 def _extra(bash_words: list[str], author_words: list[str]) -> list[str]:
     """The words bash has on a line that the author's reading of it does not."""
-    rest, extra = list(author_words), []
+    rest, extra = Counter(author_words), []
     for word in bash_words:
-        if word in rest:
-            rest.remove(word)
+        if rest[word] > 0:
+            rest[word] -= 1
         else:
             extra.append(word)
     return extra
@@ -185,8 +186,8 @@ def bash_warnings(text: str, launch: Launch, traps: list[Trap], variables: Mappi
     warnings: list[str] = []
     for line in sorted(set(at) | set(bare_at) | set(tails)):
         here = bare_at.get(line, [])
-        head = [f"`{f.name}` has no dashes: read as --{f.name} {'true' if f.value is True else f.value}"
-                for f in here]
+        head = [f"`{f.name}` has no dashes: read as --{f.name} "
+                + ("true" if f.value is True else short(str(f.value))) for f in here]
         if line in tails and not here:
             head.append(f"the '\\ #' of line {tails[line]} ended the command before")
         if first is not None and line == first.line:
