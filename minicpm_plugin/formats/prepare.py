@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from minicpm_plugin.formats.manager import Registry, get_registry
 from minicpm_plugin.formats.problems import DataError
@@ -25,7 +25,7 @@ from minicpm_plugin.formats.scan import ScannedFile, scan_bytes, scan_file
 #: Bump when the output of preparation changes for the same input (invalidates prepared files).
 PREPARE_VERSION = "1"
 OnBadRows = Literal["error", "skip"]
-ON_BAD_ROWS: tuple[str, ...] = ("error", "skip")
+ON_BAD_ROWS: tuple[str, ...] = get_args(OnBadRows)
 
 
 @dataclass
