@@ -34,9 +34,14 @@ CODES: dict[str, tuple[str, str]] = {
     "duplicate-function": (ERROR, "two tools with the same function name"),
     "special-token": (ERROR, "text containing a chat-format marker such as <|im_end|>"),
     "render-error": (ERROR, "the MiniCPM3 renderer rejects the conversation"),
+    "bad-call-markup": (ERROR, "MiniCPM3 thought/call markup in assistant text that the strict parser cannot read"),
+    "preference-data": (ERROR, "a preference row (chosen/rejected, rejected_response, KTO label): use rl: dpo"),
+    "multimodal": (ERROR, "images, videos or audio (fields, <image> placeholders, media parts): MiniCPM3 is text-only"),
     "unknown-argument": (WARNING, "a call passes an argument its function does not declare"),
     "missing-argument": (WARNING, "a call leaves out a required argument"),
     "dotted-function-name": (WARNING, "a function name with dots (not a valid Python def)"),
+    "calls-without-tools": (WARNING, "tool calls in a conversation that declares no tools (trained as written)"),
+    "markup-respelled": (WARNING, "MiniCPM3 markup read into calls whose canonical spelling differs from the text"),
     "over-length": (WARNING, "check --sequence-len: a row longer than the sequence length"),
 }
 
