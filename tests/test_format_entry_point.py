@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import BUILTIN_FORMATS
 
 from minicpm_plugin.formats import ENTRY_POINT_GROUP, get_registry, prepare_dataset_file, read_prepared

@@ -134,8 +134,8 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
      "schemas", "calls-without-tools"),
     ("respelled markup", {"messages": [U, {"role": "assistant", "content": "<|tool_call_start|>\n```python\n"
                                             "get_weather(city='Paris')\n```\n<|tool_call_end|>\n"}, T, A], "tools": [W]},
-     "messages[1].content", "MiniCPM3 markup read as 1 call; the canonical rendering spells it differently: "
-     "\"get_weather(city='Paris')\" -> 'get_weather(city=\"Paris\")'", "markup-respelled"),
+     "messages[1].content", "MiniCPM3 markup read as 1 call; it is rendered with a different spelling (first "
+     "difference: \"get_weather(city='Paris')\" -> 'get_weather(city=\"Paris\")')", "markup-respelled"),
     ("undeclared argument", {"messages": [U, call(args='{"city": "Paris", "days": 3}'), T, A], "tools": [W]},
      "messages[1].tool_calls[0].function.arguments", "argument 'days' is not a parameter of get_weather (parameters: city)",
      "unknown-argument"),

@@ -77,6 +77,9 @@ class _Canonicalizer(ToolChecks):
             texts = []
             for j, part in enumerate(content):
                 text = _part_text(part)
+                if text is None and isinstance(part, Mapping) and part.get("type", "text") == "text":
+                    self.add(f"{path}.content[{j}]", 'a text part needs a string "text" (or "value")', "bad-content")
+                    return None
                 if text is None:
                     kind = part.get("type") if isinstance(part, Mapping) else type_name(part)
                     code = MEDIA_CODE if kind in MEDIA_PART_TYPES else "bad-content"
@@ -234,8 +237,8 @@ class _Canonicalizer(ToolChecks):
             return None
         if read.respelled:
             written, rendered = read.respelled
-            self.add(cpath, f"MiniCPM3 markup read as {read.describe()}; the canonical rendering spells it "
-                     f"differently: {written!r} -> {rendered!r}", "markup-respelled")
+            self.add(cpath, f"MiniCPM3 markup read as {read.describe()}; it is rendered with a different spelling "
+                     f"(first difference: {written!r} -> {rendered!r})", "markup-respelled")
         return read
 
     def train_flag(self, msg: Mapping[str, Any], out: dict[str, Any], path: str) -> None:

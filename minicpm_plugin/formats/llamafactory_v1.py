@@ -72,9 +72,8 @@ def convert_message(msg: Any, path: str) -> Any:
         return msg  # the common checks report it
     role = msg.get("role")
     out = {k: v for k, v in msg.items() if k != "loss_weight"}
-    train = _weight(msg.get("loss_weight"), role, f"{path}.loss_weight")
-    if train is not None and "train" not in msg:
-        out["train"] = train
+    if _weight(msg.get("loss_weight"), role, f"{path}.loss_weight") is False and "train" not in msg:
+        out["train"] = False
     content = msg.get("content")
     if not isinstance(content, list):
         return out
@@ -121,10 +120,11 @@ class LlamaFactoryV1Format(Format):
         messages = record.get("messages")
         if not is_message_list(messages, "role", "content"):
             return NO
-        for m in messages:
-            if isinstance(m.get("content"), list) and any(_is_part(p) for p in m["content"]):
-                return MATCH
-        return COMPATIBLE
+        parts = [p for m in messages if isinstance(m.get("content"), list) for p in m["content"] if _is_part(p)]
+        if any("loss_weight" in m for m in messages) or any(p["type"] in ("reasoning", "tool_call") for p in parts):
+            return MATCH
+        openai_calls = any(m.get("tool_calls") or m.get("function_call") for m in messages)
+        return MATCH if parts and not openai_calls else COMPATIBLE  # `value` parts beside tool_calls: OpenAI data
 
     def convert(self, record: Mapping[str, Any]) -> dict[str, Any]:
         messages = record.get("messages")

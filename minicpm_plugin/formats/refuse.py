@@ -67,8 +67,9 @@ def record_refusals(record: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         value = record.get(key)
         if _present(value):
             n = len(value) if isinstance(value, (list, tuple)) else 1
-            out.append((key, f"this row has {n} {kind}{'s' if n != 1 else ''}; {TEXT_ONLY}, so it cannot be trained "
-                        "on them (remove the media and their placeholders, or train a multimodal model)", MEDIA_CODE))
+            out.append((key, f"this row has {n} {kind}{'s' if n != 1 else ''}; {TEXT_ONLY} and cannot be trained on "
+                        f"{'it' if n == 1 else 'them'} (remove the media and their placeholders, or train a multimodal "
+                        "model)", MEDIA_CODE))
     return out
 
 
