@@ -120,3 +120,14 @@ def test_detection_prefers_openai_for_openai_records_with_value_parts(tmp_path: 
     path.write_text(json.dumps(openai) + "\n" + json.dumps(sample(CALL)) + "\n", encoding="utf-8")
     scanned = scan_file(path)
     assert scanned.format == "llamafactory_v1" and [p.code for p in scanned.problems] == ["missing-argument"] * 2
+
+
+def test_hostile_json_text_in_fields(tmp_path: Path) -> None:
+    deep = "[" * 100_000
+    tools = sample(CALL)
+    tools["tools"] = deep
+    call = sample({"type": "tool_call", "value": deep})
+    assert problems(tmp_path, [tools, call]) == [
+        "v1.jsonl:1: tools: is a string but not valid JSON (nested too deeply) [bad-record]",
+        "v1.jsonl:2: messages[1].content[0].value: a tool_call part is not valid JSON (nested too deeply); write "
+        '{"name": "...", "arguments": {...}} [bad-tool-call]']

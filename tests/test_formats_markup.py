@@ -105,3 +105,10 @@ def test_markup_in_other_formats_and_the_check_counts(tmp_path: Path) -> None:
         "s.jsonl:1: warning: messages[1].content (from conversations[1]): MiniCPM3 markup read as 1 call; it is "
         "rendered with a different spelling (first difference: 'f(a=1, b=2)' -> 'f(a=1,b=2)') [markup-respelled]")
     assert scanned.stats()["respelled"] == 2 and scanned.stats()["calls"] == 2
+
+
+def test_long_unreadable_markup_is_quoted_short() -> None:
+    (issue,) = canonicalize(conv(BLOCK.format("f(a=" + "[" * 5000 + ")")))[1]
+    assert issue.code == "bad-call-markup"
+    assert issue.message.startswith(CANNOT + "value nested too deeply: 'f(a=[[[")
+    assert "...'; write the turn as" in issue.message and len(issue.message) < 400

@@ -43,7 +43,8 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("image part", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, A]},
      "messages[0].content[0]", "content part of type 'image_url' is not supported; MiniCPM3 is text-only", "multimodal"),
     ("unknown part", {"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}, A]},
-     "messages[0].content[0]", "content part of type 'file' is not supported; MiniCPM3 is text-only", "bad-content"),
+     "messages[0].content[0]", "content part of type 'file' is not supported; only text parts ({\"type\": \"text\", "
+     '"text": ...}) are read here', "bad-content"),
     ("image placeholder", {"messages": [{"role": "user", "content": "<image>What is this?"}, A]},
      "messages[0].content", "contains the <image> placeholder of multimodal data; MiniCPM3 is text-only, so the medium "
      "it stands for cannot be trained", "multimodal"),

@@ -95,8 +95,13 @@ def reject_constant(name: str) -> Any:
 
 
 def loads(text: str) -> Any:
-    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written."""
-    return json.loads(text, parse_constant=reject_constant)
+    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written.
+
+    JSON nested too deeply for Python's parser raises ValueError too (never RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def jsonable(value: Any, path: str) -> Any:

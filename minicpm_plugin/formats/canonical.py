@@ -82,8 +82,12 @@ class _Canonicalizer(ToolChecks):
                     return None
                 if text is None:
                     kind = part.get("type") if isinstance(part, Mapping) else type_name(part)
-                    code = MEDIA_CODE if kind in MEDIA_PART_TYPES else "bad-content"
-                    self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; {TEXT_ONLY}", code)
+                    if kind in MEDIA_PART_TYPES:
+                        self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; {TEXT_ONLY}",
+                                 MEDIA_CODE)
+                    else:
+                        self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; only text "
+                                 'parts ({"type": "text", "text": ...}) are read here', "bad-content")
                     return None
                 texts.append(text)
             return "".join(texts)

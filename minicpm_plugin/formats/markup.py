@@ -67,7 +67,8 @@ def read_markup(text: str) -> Markup:
     try:
         parsed = parse_assistant(source, strict=True)
     except ToolCallParseError as exc:
-        raise MarkupError(str(exc)) from None
+        call = exc.call if exc.call is None or len(exc.call) <= 120 else exc.call[:117] + "..."
+        raise MarkupError(f"{exc.message}: {call!r}" if call else exc.message) from None
     rest = parsed["content"]
     left = [m for m in ASSISTANT_MARKERS if m in rest]
     if left:
