@@ -23,7 +23,7 @@ from minicpm_plugin.formats.reader import FileProblem, read_bytes
 from minicpm_plugin.formats.scan import ScannedFile, scan_bytes, scan_file
 
 #: Bump when the output of preparation changes for the same input (invalidates prepared files).
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"
 OnBadRows = Literal["error", "skip"]
 ON_BAD_ROWS: tuple[str, ...] = get_args(OnBadRows)
 
@@ -42,6 +42,8 @@ class PreparedDataset:
     calls: int = 0
     thoughts: int = 0
     warnings: int = 0
+    calls_without_tools: int = 0
+    respelled: int = 0
     problems_path: str | None = None
     reused: bool = False
 
@@ -54,6 +56,10 @@ class PreparedDataset:
         text += f"; {self.with_tools} with tools, {self.calls} calls, {self.thoughts} thoughts"
         if self.warnings:
             text += f"; {self.warnings} warnings"
+        if self.calls_without_tools:
+            text += f" ({self.calls_without_tools} conversations with calls but no tools, trained as written)"
+        if self.respelled:
+            text += f" ({self.respelled} assistant turns of MiniCPM3 markup respelled)"
         if self.problems_path:
             text += f"; every problem is listed in {self.problems_path}"
         return text
@@ -143,7 +149,8 @@ def prepare_dataset_file(
     prepared = PreparedDataset(
         source=file, path=str(rows_path), format=scanned.format or format, rows=stats["rows"], written=stats["good"],
         skipped=scanned.skipped_by_reason(), with_tools=stats["with_tools"], calls=stats["calls"],
-        thoughts=stats["thoughts"], warnings=stats["warnings"], problems_path=str(problems_path) if problems_path else None,
+        thoughts=stats["thoughts"], warnings=stats["warnings"], calls_without_tools=stats["calls_without_tools"],
+        respelled=stats["respelled"], problems_path=str(problems_path) if problems_path else None,
     )
     stats_dict = asdict(prepared)
     stats_dict.pop("reused")
