@@ -189,6 +189,16 @@ def test_force_replaces_a_link_instead_of_writing_through_it(tmp_path: Path) -> 
     assert link.read_bytes() == (ROOT / "deepspeed_configs/zero3.json").read_bytes()
 
 
+def test_a_broken_link_needs_force(tmp_path: Path) -> None:
+    link = tmp_path / "examples/data/tool_calls.jsonl"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(ResourceError, match="tool_calls.jsonl: is a link to no file"):
+        write_resources(tmp_path)
+    assert write_resources(tmp_path, force=True).replaced == ["examples/data/tool_calls.jsonl"]
+    assert not link.is_symlink() and not (tmp_path / "gone.jsonl").exists()
+
+
 def _file(d: Path) -> Path:
     d.write_text("x")
     return d

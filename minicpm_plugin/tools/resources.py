@@ -163,6 +163,9 @@ def write_resources(dest: str | Path, *, force: bool = False) -> InitResult:
                 continue
             differ.append(f"{target}: exists and differs from the shipped file (--force replaces it)")
             plan.append((rel, data, result.replaced))
+        elif target.is_symlink():  # a broken link, or a link to a folder
+            differ.append(f"{target}: is a link to no file (--force replaces the link)")
+            plan.append((rel, data, result.replaced))
         else:
             plan.append((rel, data, result.written))
     if blocked or (differ and not force):
