@@ -118,3 +118,10 @@ def test_bad_per_dataset_format_for_a_hub_dataset(tiny_model_dir: Path, tmp_path
     with pytest.raises(ConfigError) as info:
         load(tiny_config(tiny_model_dir, tmp_path, datasets=datasets), tmp_path)
     assert message in info.value.message
+
+
+def test_bad_global_format_names_its_key(tiny_model_dir: Path, tmp_path: Path) -> None:
+    datasets = [{"path": "org/chats", "type": "minicpm_plugin.strategy"}]
+    with pytest.raises(ConfigError) as info:
+        load(tiny_config(tiny_model_dir, tmp_path, datasets=datasets, minicpm3_format="alpaca"), tmp_path)
+    assert "minicpm3_format: unknown format 'alpaca'" in info.value.message

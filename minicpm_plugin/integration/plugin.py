@@ -49,7 +49,8 @@ def _dataset_format(ds: dict[str, Any], default: str) -> str:
         try:
             get_registry().get(fmt)
         except FormatLookupError as exc:
-            raise ConfigError(f"dataset {ds.get('path')!r}: format: {exc}") from None
+            where = f"dataset {ds.get('path')!r}: format" if own or kept else "minicpm3_format"
+            raise ConfigError(f"{where}: {exc}") from None
     return fmt
 
 

@@ -16,6 +16,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ STEPS = 150
 LOGGING_STEPS = 10
 
 # HF Trainer's training bar has no description: " 50%|█████     | 75/150 [00:50<00:50,  1.50it/s]".
-_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[")
+# Only the bar is kept of a line: another message can follow it on the same line.
+_BAR = re.compile(r"^\s*(\d+%\|[^|]*\|\s*(\d+)/(\d+) \[[^\]]*\])")
 # The metrics dict HF Trainer prints per logged step (values as strings), at eval, and at the end.
 _METRICS = re.compile(r"\{'(?:loss|eval_loss|train_runtime)'.*\}")
 
@@ -76,11 +79,11 @@ class TrainLogFilter:
                 return None
             return self._metrics(logs) if isinstance(logs, dict) else None
         bar = _BAR.match(text)
-        if bar and int(bar.group(2)) == self.max_steps:
-            done = int(bar.group(1))
+        if bar and int(bar.group(3)) == self.max_steps:
+            done = int(bar.group(2))
             if done != self.bar_shown and (done % max(1, self.max_steps // 10) == 0 or done == self.max_steps):
                 self.bar_shown = done
-                return text.strip()
+                return bar.group(1)
         return None
 
     def _metrics(self, logs: dict[str, Any]) -> str | None:
@@ -95,6 +98,26 @@ class TrainLogFilter:
         if "train_runtime" in logs:
             return f"trained in {_num(logs['train_runtime'])} s, mean loss {_num(logs.get('train_loss'))}"
         return None
+
+
+@contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors, so C-level and library writes too)
+    to `path` for the block: the import noise of torch, torchao and DeepSpeed goes to the log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def demo_recipe(project: Path, model_dir: Path, out: Path) -> dict[str, Any]:
@@ -135,7 +158,7 @@ def train(cfg: dict[str, Any], out: Path) -> float:
     # Unbuffered: the child's stdout (metrics) and stderr (bars, warnings) share one pipe; buffered
     # stdout would be flushed in blocks that split lines.
     env = dict(os.environ, **OFFLINE_ENV, PYTHONUNBUFFERED="1")
-    with open(out / "train.log", "w", encoding="utf-8") as log:
+    with open(out / "train.log", "a", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -190,14 +213,18 @@ def main() -> int:
     print(f"1/4 writing the recipes and sample data this package ships ({resource_root()}) into {project}, "
           "as `minicpm-plugin init` does", flush=True)
     write_resources(project, force=True)
+    log = out / "train.log"
+    log.write_text("", encoding="utf-8")
     model_dir = out / "tiny-minicpm3"
     print(f"2/4 building the tiny MiniCPM3 (offline) in {model_dir}", flush=True)
-    build_tiny_model(model_dir, overwrite=True)
+    with output_to(log):
+        build_tiny_model(model_dir, overwrite=True)
     print(f"3/4 training a tool-call LoRA for {STEPS} steps on {TRAIN_DATA} ({RECIPE}) through axolotl (CPU)", flush=True)
     seconds = train(demo_recipe(project, model_dir, out), out)
     curve = loss_curve(out / "lora")
     print(f"4/4 generating for a held-out prompt ({EVAL_DATA}, first turn)", flush=True)
-    text, parsed, reference = generate_one(model_dir, out / "lora", project / EVAL_DATA)
+    with output_to(log):
+        text, parsed, reference = generate_one(model_dir, out / "lora", project / EVAL_DATA)
     print("\n--- generated ---\n" + text)
     print("--- parsed by minicpm_plugin.parse_assistant ---")
     print(json.dumps(parsed, ensure_ascii=False, indent=2))
