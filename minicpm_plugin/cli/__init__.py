@@ -16,6 +16,7 @@ SUBCOMMANDS = [
     ("eval-tools", "eval_tools"),
     ("make-tiny-model", "make_tiny_model"),
     ("smoke", "smoke"),
+    ("init", "init"),
 ]
 
 

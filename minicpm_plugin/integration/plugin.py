@@ -37,6 +37,23 @@ def _ours(ds: Any) -> bool:
     return isinstance(ds, dict) and str(ds.get("type") or "").startswith(STRATEGY)
 
 
+def _dataset_format(ds: dict[str, Any], default: str) -> str:
+    """The data format of one dataset entry: its `format:` (or `input_format:`), else minicpm3_format."""
+    from minicpm_plugin.formats import FormatLookupError, get_registry
+
+    own, kept = ds.pop("format", None), ds.get("input_format")
+    if own and kept and str(own).lower() != str(kept).lower():
+        raise ConfigError(f"dataset {ds.get('path')!r} sets format: {own} and input_format: {kept}; keep one.")
+    fmt = str(own or kept or default)
+    if fmt != "auto":
+        try:
+            get_registry().get(fmt)
+        except FormatLookupError as exc:
+            where = f"dataset {ds.get('path')!r}: format" if own or kept else "minicpm3_format"
+            raise ConfigError(f"{where}: {exc}") from None
+    return fmt
+
+
 class MiniCPM3Plugin(BasePlugin):
     """Checks the config before anything heavy loads, prepares the data with Python's json, writes
     MiniCPM3's chat template into the saved tokenizer, and keeps packed samples apart."""
@@ -82,7 +99,13 @@ class MiniCPM3Plugin(BasePlugin):
             keep_trained_tokenizer_on_merge()
 
     def _prepare_datasets(self, cfg: dict[str, Any], opts: Any) -> None:
-        """Read, convert and validate local files ourselves; axolotl then loads an Arrow-safe copy."""
+        """Read, convert and validate local files ourselves; axolotl then loads an Arrow-safe copy.
+
+        Other datasets (hub, a local folder, remote storage) are loaded by axolotl and converted row by
+        row in the strategy. Their per-dataset `format:` travels as `input_format`: axolotl's schema
+        drops unknown dataset keys, but keeps this one (a string it never reads itself, and part of
+        its prepared-data hash); `strategy.load` reads it from the dataset config axolotl passes.
+        """
         from minicpm_plugin.formats.prepare import DataError, prepare_dataset_file
 
         out_dir = Path(cfg.get("dataset_prepared_path") or "last_run_prepared") / "minicpm3_data"
@@ -90,15 +113,15 @@ class MiniCPM3Plugin(BasePlugin):
             for ds in cfg.get(key) or []:
                 if not _ours(ds):
                     continue
-                fmt = ds.pop("format", None) or opts.minicpm3_format
+                fmt = _dataset_format(ds, opts.minicpm3_format)
                 path = ds.get("path")
                 if not path or not Path(path).is_file():
-                    if path and Path(path).exists():
-                        raise ConfigError(f"dataset path {path!r} is a directory; give the data file itself.")
+                    ds["input_format"] = fmt
+                    what = "a folder, not a single file" if path and Path(path).is_dir() else "not a local file"
                     LOG.warning(
-                        f"dataset {path!r} is not a local file: its rows reach minicpm_plugin.strategy through "
-                        "Arrow, which can change float arguments (1.61 -> 1.6099999999999999). Download it to a "
-                        "JSON/JSONL file for exact values."
+                        f"dataset {path!r} is {what}: axolotl loads it and its rows reach minicpm_plugin.strategy "
+                        f"(format: {fmt}) through Arrow, which can change float arguments (1.61 -> "
+                        "1.6099999999999999). Save it as a JSON/JSONL file for exact values."
                     )
                     continue
                 try:

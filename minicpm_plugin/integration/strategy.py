@@ -38,14 +38,14 @@ def row_conversation(row: dict[str, Any], source: str, format: str = "auto") -> 
 class MiniCPM3Strategy(PromptTokenizingStrategy):
     """Renders each conversation once, tokenizes it once with offsets, labels from spans."""
 
-    def __init__(self, tokenizer: Any, cfg: Any, report: LengthReport | None = None) -> None:
+    def __init__(self, tokenizer: Any, cfg: Any, report: LengthReport | None = None, format: str | None = None) -> None:
         opts = plugin_options(cfg)
         super().__init__(None, tokenizer, train_on_inputs=False, sequence_len=int(cfg.sequence_len or 2048))
         self.options = LabelOptions(train_last_turn_only=opts.minicpm3_train_last_turn_only,
                                     train_thought=opts.minicpm3_train_thought)
         self.literal_style = opts.minicpm3_literal_style
         self.overlong = opts.minicpm3_overlong
-        self.format = opts.minicpm3_format
+        self.format = format or opts.minicpm3_format  # the dataset's own format, else the config's
         self.report = report
 
     @property
@@ -88,5 +88,7 @@ class MiniCPM3Strategy(PromptTokenizingStrategy):
 
 
 def load(tokenizer: Any, cfg: Any, ds_cfg: dict[str, Any] | None = None, processor: Any = None) -> MiniCPM3Strategy:
-    """Entry point axolotl calls for `type: minicpm_plugin.strategy`."""
-    return MiniCPM3Strategy(tokenizer, cfg, report=LengthReport.for_config(cfg))
+    """Entry point axolotl calls for `type: minicpm_plugin.strategy`, with the validated dataset entry
+    as `ds_cfg`; the plugin put that dataset's `format:` there as `input_format`."""
+    fmt = ds_cfg.get("input_format") if ds_cfg else None
+    return MiniCPM3Strategy(tokenizer, cfg, report=LengthReport.for_config(cfg), format=fmt)
