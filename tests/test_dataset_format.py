@@ -109,7 +109,7 @@ def test_global_format_applies_to_non_local_datasets(folder: Path, tiny_model_di
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"format": "alpaca"}, "dataset 'org/chats': format: unknown format 'alpaca'; known formats: seed, openai"),
+    ({"format": "dolly"}, "dataset 'org/chats': format: unknown format 'dolly'; known formats: seed, openai"),
     ({"format": "openai", "input_format": "sharegpt"},
      "dataset 'org/chats' sets format: openai and input_format: sharegpt; keep one."),
 ])
@@ -123,5 +123,5 @@ def test_bad_per_dataset_format_for_a_hub_dataset(tiny_model_dir: Path, tmp_path
 def test_bad_global_format_names_its_key(tiny_model_dir: Path, tmp_path: Path) -> None:
     datasets = [{"path": "org/chats", "type": "minicpm_plugin.strategy"}]
     with pytest.raises(ConfigError) as info:
-        load(tiny_config(tiny_model_dir, tmp_path, datasets=datasets, minicpm3_format="alpaca"), tmp_path)
-    assert "minicpm3_format: unknown format 'alpaca'" in info.value.message
+        load(tiny_config(tiny_model_dir, tmp_path, datasets=datasets, minicpm3_format="dolly"), tmp_path)
+    assert "minicpm3_format: unknown format 'dolly'" in info.value.message

@@ -112,7 +112,7 @@ def test_editable_install_reads_the_checkout(tmp_path: Path) -> None:
             shutil.copy2(ROOT / name, src / name)
     prefix = tmp_path / "prefix"
     run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--prefix", str(prefix), "-e", str(src)], cwd=tmp_path)
+         "--ignore-installed", "--prefix", str(prefix), "-e", str(src)], cwd=tmp_path)
     (site_dir,) = prefix.glob("lib/python*/site-packages")
     # -S: no site-packages of this environment (its own editable install would answer first);
     # addsitedir runs the .pth of the scratch install, as Python does at start-up.
