@@ -158,7 +158,8 @@ def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
       all ranks until the trainer builds its own state;
     - plain data parallel: `ACCELERATE_USE_CPU=true` makes the trainer's accelerate state CPU/gloo;
     - DeepSpeed: `ACCELERATE_USE_CPU` is removed (accelerate drops DeepSpeed under it), accelerate is
-      made to count the gloo ranks, and ZeRO's all-gather is made gloo-safe;
+      made to count the gloo ranks, DeepSpeed communicates on the gloo group (ZeRO-3 reads its world
+      size at model load), and ZeRO's all-gather is made gloo-safe;
     - axolotl's `device_map={"": LOCAL_RANK}` is mapped to "cpu" when the model is loaded.
     """
     if world_size() <= 1:
@@ -177,6 +178,14 @@ def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
         done.append("ACCELERATE_USE_CPU=true")
     _init_gloo_group()
     done.append(f"gloo process group of {world_size()} ranks")
+    if cfg.get("deepspeed"):
+        # On GPUs accelerate hands DeepSpeed its communication backend. Here DeepSpeed would not know the
+        # gloo group, and ZeRO-3's zero.Init (model loading) would read a world size of 1 and stop at its
+        # batch-size check (train_batch_size 2 != 1 * 1 * 1).
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+        done.append("DeepSpeed communication on the gloo group")
     from accelerate import PartialState
 
     PartialState(cpu=True)
