@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from minicpm_plugin.chat.names import is_argument_name, is_function_name
 from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS
 from minicpm_plugin.formats.base import as_call, as_tool, loads
 from minicpm_plugin.formats.problems import CODES
@@ -25,7 +26,6 @@ ROLE_ALIASES = {"function": "tool", "developer": "system"}
 THOUGHT_KEYS = ("thought", "reasoning_content", "reasoning")
 
 _THINK = re.compile(r"\A\s*<think>(.*?)</think>", re.S)
-_FUNCTION_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class _Canonicalizer:
         return out
 
     def function_name(self, name: str, path: str) -> None:
-        if not _FUNCTION_NAME.match(name):
+        if not is_function_name(name):
             self.add(path, f"function name {name!r} is not a Python identifier, so MiniCPM3 could not write a call to it "
                      "as name(arg=value); rename it (letters, digits and _)", "bad-function-name")
         elif "." in name:
@@ -133,7 +133,7 @@ class _Canonicalizer:
         for pname, spec in props.items():
             if not isinstance(spec, Mapping):
                 self.add(f"{path}.properties.{pname}", f"must be a JSON schema (an object such as {{\"type\": \"string\"}}), got {_type(spec)}", "bad-tool-schema")
-            if not pname.isidentifier():
+            if not is_argument_name(pname):
                 self.add(f"{path}.properties.{pname}", f"parameter name {pname!r} is not a Python identifier, so MiniCPM3 "
                          "could not pass it as name=value; rename it (letters, digits and _)", "bad-argument-name")
         required = params.get("required", [])
@@ -191,7 +191,7 @@ class _Canonicalizer:
             self.add(apath, f"arguments must be a JSON object of name: value pairs, got {_type(args)}", "bad-arguments")
             return None
         for key in args:
-            if not isinstance(key, str) or not key.isidentifier():
+            if not is_argument_name(key):
                 self.add(apath, f"argument name {key!r} is not a Python identifier, so MiniCPM3 cannot write the call as "
                          f"{name}({key}=...); rename it in the data and in the tool's schema", "bad-argument-name")
         out: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": dict(args)}}
