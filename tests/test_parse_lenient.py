@@ -9,9 +9,11 @@ variants of a rendered turn, names what it needed, and that ``strict=True`` keep
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import random
 import warnings
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -20,9 +22,10 @@ from strategies import arguments, identifier, text
 
 from minicpm_plugin import ToolCallParseError, parse_assistant
 from minicpm_plugin.chat import parse_calls, render_assistant_turn
+from minicpm_plugin.chat.literals import python_string_value
 from minicpm_plugin.chat.names import is_argument_name, is_function_name
 from minicpm_plugin.chat.parse import LENIENCIES
-from minicpm_plugin.chat.reader import _PY_BODY, MAX_INT_DIGITS, python_string_value
+from minicpm_plugin.chat.reader import _PY_BODY, MAX_INT_DIGITS
 from minicpm_plugin.formats.canonical import canonicalize
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,6 +167,10 @@ def test_what_the_official_parser_reads_is_read() -> None:
     assert out["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]
     out = parse_assistant("    <|tool_call_start|>\n    ```python\n    f(x=true)\n    ```\n    <|tool_call_end|>\n")
     assert out["tool_calls"] == [{"name": "f", "arguments": {"x": True}}] and out["lenient"] == ["indented_block"]
+    out = parse_assistant("<|thought_start|>\nneed it\n<|tool_call_start|>\n```python\nf(x=1)\n```\n<|tool_call_end|>\n")
+    assert (out["thought"], out["tool_calls"], out["lenient"]) == (
+        "need it", [{"name": "f", "arguments": {"x": 1}}], ["thought_not_closed"])
+    assert "not closed" in parse_assistant("<|thought_start|>\nhmm")["error"]
     out = parse_assistant("<|tool_call_start|>f(x=None)<|tool_call_end|>")
     assert out["tool_calls"] == [{"name": "f", "arguments": {"x": None}}]
     assert out["lenient"] == ["fence", "block_whitespace", "newline_after_block"]
@@ -298,3 +305,21 @@ def test_parse_calls_reads_a_block_body() -> None:
         {"name": "f", "arguments": {"a": "```"}}, {"name": "g", "arguments": {"b": [1, {"c": None}]}}]
     with pytest.raises(ToolCallParseError, match="expected a function name"):
         parse_calls("f()\n```\n")
+
+
+def test_pathological_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/parse_pathological.py in tiny sizes: every case finishes, none raises now."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "parse_pathological.py"
+    spec = importlib.util.spec_from_file_location("parse_pathological", path)
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    out = tmp_path / "bench.json"
+    results = bench.main(["--scale", "0.002", "--timeout", "60", "--json", str(out)])
+    assert json.loads(out.read_text(encoding="utf-8")) == results
+    assert set(results["cases"]) == set(bench.CASES)
+    for case, row in results["cases"].items():
+        assert row["after"]["cpu_s"] is not None and not row["after"]["outcome"].startswith("raised"), case
+        assert row["after_strict"]["cpu_s"] is not None, case
+    assert results["cases"]["5,000-digit integer"]["after"]["outcome"] == "1 calls"
+    if results["cases"]["5,000-digit integer"]["before"]:  # git and the old commit are there
+        assert results["cases"]["5,000-digit integer"]["before"]["outcome"] == "raised ValueError"

@@ -1,17 +1,31 @@
-"""How argument values are written inside a call line: JSON literals or Python literals.
+"""How argument values are written inside a call line: JSON literals or Python literals (and read back).
 
 `json` (the default) is what MiniCPM3's official template writes (`"x"`, `true`, `null`,
 `{"a": 1}`), so a model trained with it is served correctly by the official template and by vLLM's
 `minicpm` tool parser. `python` writes `'x'`, `True`, `None` (the BFCL MiniCPM3 handler's style); it
 equals Python's `repr` except that non-ASCII characters are always written as themselves.
+
+Reading back (for the parser): `python_string_value` decodes a Python string literal without
+compiling code, and `int_from_digits` / `int_text` convert integers of any length exactly without
+Python's process-wide 4,300-digit limit.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any
 
 from minicpm_plugin.chat.tokens import LiteralStyle, check_literal_style
+
+# Reading a Python string literal's body: each escape sequence, and characters Python rejects.
+_PY_ESCAPE = re.compile(
+    r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|N\{([^}]*)\}|(\r\n?|\n)|([\s\S]))|(\r)"
+)
+_PY_SIMPLE = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
+              "v": "\v"}
+_PY_BAD_RAW = re.compile(r"[\x00\ud800-\udfff]")
 
 # Characters written as escapes inside a Python-style string literal (besides the quote and `\`).
 _PY_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -71,3 +85,52 @@ def int_text(value: int) -> str:
 def encode_literal(value: Any, style: LiteralStyle = "json") -> str:
     check_literal_style(style)
     return json_literal(value) if style == "json" else python_literal(value)
+
+
+def _py_escape(m: re.Match[str]) -> str:
+    octal, x2, u4, u8, name, newline, other, raw_cr = m.groups()
+    if octal is not None:
+        return chr(int(octal, 8))
+    if x2 or u4:
+        return chr(int(x2 or u4, 16))
+    if u8:
+        if int(u8, 16) > 0x10FFFF:
+            raise ValueError("illegal Unicode character")
+        return chr(int(u8, 16))
+    if name is not None:
+        try:
+            char = unicodedata.lookup(name) if name.isascii() else ""
+        except KeyError:
+            char = ""
+        if len(char) != 1:  # unknown, or a named sequence (not allowed in a literal)
+            raise ValueError("unknown Unicode character name")
+        return char
+    if newline is not None:
+        return ""  # a backslash at the end of a line continues the literal
+    if raw_cr is not None:
+        raise ValueError("line break in the literal")
+    if other in "xuUN":
+        raise ValueError(f"truncated \\{other} escape")
+    return _PY_SIMPLE.get(other, "\\" + other)
+
+
+def python_string_value(body: str) -> str:
+    """The value of the Python string literal `'body'` (no unescaped quote or newline in `body`).
+
+    Equal to `ast.literal_eval` of it (checked against it in the tests), without compiling code and
+    without the warnings Python prints for unknown escapes. ValueError when it is not valid.
+    """
+    if _PY_BAD_RAW.search(body):
+        raise ValueError("null character or unpaired surrogate in the literal")
+    if "\\" not in body and "\r" not in body:
+        return body
+    return _PY_ESCAPE.sub(_py_escape, body)
+
+
+def int_from_digits(digits: str) -> int:
+    """int(digits) for any length, exactly, without raising Python's process-wide 4,300-digit `int()`
+    limit: halves joined by multiplication, about n**1.6 time."""
+    if len(digits) <= 4_000:
+        return int(digits)
+    mid = len(digits) // 2
+    return int_from_digits(digits[:mid]) * 10 ** (len(digits) - mid) + int_from_digits(digits[mid:])

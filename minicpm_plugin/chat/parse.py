@@ -5,7 +5,8 @@ nothing evaluated, values exact). Two readings of the turn's layout:
 
 * the default reads everything the official MiniCPM3 parser (`fc2dict` in OpenBMB's
   `minicpm_tool_parser.py`) reads: whitespace and blank lines around the markers, text before the
-  call block (kept as content), an indented block, no code fence, `;` between calls, `#` comments.
+  call block (kept as content), an indented block, no code fence, a thought without
+  `<|thought_end|>` before the call block, `;` between calls, `#` comments.
   It never raises for a `str`, and the result's ``lenient`` lists what the text needed beyond the
   template's exact layout (names in `LENIENCIES`; empty for exactly rendered text);
 * ``strict=True`` is the exact reading used for validation: the thought (if any) first, the call
@@ -32,6 +33,7 @@ from minicpm_plugin.chat.tokens import (
 LENIENCIES: dict[str, str] = {
     "whitespace_before_thought": "whitespace before <|thought_start|>",
     "thought_newlines": "no newline after <|thought_start|>, before or after <|thought_end|>",
+    "thought_not_closed": "no <|thought_end|> before the call block (the thought ends at <|tool_call_start|>)",
     "text_before_block": "text before <|tool_call_start|> (read as content)",
     "indented_block": "lines of the call block (markers, fences or calls) indented with spaces or tabs",
     "block_whitespace": "other whitespace than the template writes before, in or around the call block (blank lines, spaces)",
@@ -151,9 +153,14 @@ def _read_lenient(text: str, result: dict[str, Any]) -> None:
         if first:
             note(notes, "whitespace_before_thought")
         close = text.find(THOUGHT_END, first + len(THOUGHT_START))
-        if close < 0:
-            raise ToolCallParseError("thought is not closed with <|thought_end|>")
-        result["thought"], base = _thought(text, first, close, notes)
+        if close >= 0:
+            result["thought"], base = _thought(text, first, close, notes)
+        else:  # no <|thought_end|>: the official parser still reads a call block after the thought
+            base = text.find(TOOL_CALL_START, first)
+            if base < 0:
+                raise ToolCallParseError("thought is not closed with <|thought_end|>")
+            note(notes, "thought_not_closed")
+            result["thought"] = text[first + len(THOUGHT_START) : base].strip("\n")
         result["content"] = text[base:]
     start = text.find(TOOL_CALL_START, base)
     if start < 0:

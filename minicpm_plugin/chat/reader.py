@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from typing import Any
 
 from minicpm_plugin.chat.errors import ToolCallParseError
-from minicpm_plugin.chat.literals import json_literal, python_literal
+from minicpm_plugin.chat.literals import int_from_digits, json_literal, python_literal, python_string_value
 from minicpm_plugin.chat.names import (
     DOTTED_NAME_RUN,
     NAME_RUN,
     is_argument_name,
     is_function_name,
 )
-from minicpm_plugin.chat.tokens import TOOL_CALL_END, LiteralStyle
+from minicpm_plugin.chat.tokens import TOOL_CALL_END
 
 WS = " \t\r\n"
 #: Longest integer literal read exactly (longer ones are reported as an error, never raised).
 MAX_INT_DIGITS = 20_000
 #: Deepest nesting of lists and objects read (a value inside more containers is an error).
 MAX_DEPTH = 100
-_INT_CHUNK = 4_000  # below CPython's default int()/str() limit of 4,300 digits
 
 _WORD_GOES_ON = re.compile(r"[^\W\d]")  # after a number or word: a letter or _ makes it a bare name
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -53,12 +51,6 @@ _AFTER_SCALAR = frozenset(",)]} \t\r\n")
 _ASCII_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(?!=)")
 # The body of a Python string literal up to its closing quote (or the newline / end that stops it).
 _PY_BODY = {q: re.compile(rf"[^\\\n{q}]*(?:\\[\s\S][^\\\n{q}]*)*") for q in "'\""}
-_PY_ESCAPE = re.compile(
-    r"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|N\{([^}]*)\}|(\r\n?|\n)|([\s\S]))|(\r)"
-)
-_PY_SIMPLE = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
-              "v": "\v"}
-_PY_BAD_RAW = re.compile(r"[\x00\ud800-\udfff]")
 #: Where the calls of a block end: the closing fence or the end marker, at a call boundary.
 BLOCK_STOPS = ("```", TOOL_CALL_END)
 _COMMENT_END = re.compile(r"\n|```|" + re.escape(TOOL_CALL_END))
@@ -75,54 +67,6 @@ class ReadError(Exception):
 
     def parse_error(self) -> ToolCallParseError:
         return ToolCallParseError(self.message, self.line)
-
-
-def _py_escape(m: re.Match[str]) -> str:
-    octal, x2, u4, u8, name, newline, other, raw_cr = m.groups()
-    if octal is not None:
-        return chr(int(octal, 8))
-    if x2 or u4:
-        return chr(int(x2 or u4, 16))
-    if u8:
-        if int(u8, 16) > 0x10FFFF:
-            raise ValueError("illegal Unicode character")
-        return chr(int(u8, 16))
-    if name is not None:
-        try:
-            char = unicodedata.lookup(name) if name.isascii() else ""
-        except KeyError:
-            char = ""
-        if len(char) != 1:  # unknown, or a named sequence (not allowed in a literal)
-            raise ValueError("unknown Unicode character name")
-        return char
-    if newline is not None:
-        return ""  # a backslash at the end of a line continues the literal
-    if raw_cr is not None:
-        raise ValueError("line break in the literal")
-    if other in "xuUN":
-        raise ValueError(f"truncated \\{other} escape")
-    return _PY_SIMPLE.get(other, "\\" + other)
-
-
-def python_string_value(body: str) -> str:
-    """The value of the Python string literal `'body'` (no unescaped quote or newline in `body`).
-
-    Equal to `ast.literal_eval` of it (checked against it in the tests), without compiling code and
-    without the warnings Python prints for unknown escapes. ValueError when it is not valid.
-    """
-    if _PY_BAD_RAW.search(body):
-        raise ValueError("null character or unpaired surrogate in the literal")
-    if "\\" not in body and "\r" not in body:
-        return body
-    return _PY_ESCAPE.sub(_py_escape, body)
-
-
-def _digits_value(digits: str) -> int:
-    """int(digits) for any length, exactly, in about n**1.6 time (halves joined by multiplication)."""
-    if len(digits) <= _INT_CHUNK:
-        return int(digits)
-    mid = len(digits) // 2
-    return _digits_value(digits[:mid]) * 10 ** (len(digits) - mid) + _digits_value(digits[mid:])
 
 
 def _within_depth(value: Any, depth: int, brackets: int) -> bool:
@@ -196,7 +140,7 @@ class Reader:
         digits = token.lstrip("+-")
         if len(digits) > MAX_INT_DIGITS:
             raise ReadError(f"integer literal with {len(digits)} digits (more than {MAX_INT_DIGITS} are not read)", start)
-        value = _digits_value(digits)
+        value = int_from_digits(digits)
         return -value if token.startswith("-") else value
 
     def _json(self, pos: int, depth: int) -> tuple[Any, int] | None:
@@ -380,14 +324,8 @@ def note(notes: list[str], name: str) -> None:
         notes.append(name)
 
 
-def call_source(call: dict[str, Any], style: LiteralStyle) -> str:
-    """A parsed call written as the renderer writes it."""
-    encode = json_literal if style == "json" else python_literal
-    return call["name"] + "(" + ",".join(k + "=" + encode(v) for k, v in call["arguments"].items()) + ")"
-
-
 class _RenderCheck:
-    """Whether the calls of a block are written exactly as the renderer writes them (`call_source`).
+    """Whether the calls of a block are written exactly as the renderer writes them (`render.render_calls`).
 
     Each call's layout comes from the reader (`tight`); the text of the values is gathered and compared
     once per block with one encoding of all values, in either literal style: a list of lists is
