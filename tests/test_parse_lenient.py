@@ -28,6 +28,7 @@ from minicpm_plugin.chat.parse import LENIENCIES
 from minicpm_plugin.chat.reader import _PY_BODY, MAX_INT_DIGITS
 from minicpm_plugin.formats.canonical import canonicalize
 
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "parse_pathological.py"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BLOCK = "<|tool_call_start|>\n```python\n"
 END = "```\n<|tool_call_end|>\n"
@@ -309,8 +310,7 @@ def test_parse_calls_reads_a_block_body() -> None:
 
 def test_pathological_benchmark_runs(tmp_path: Path) -> None:
     """benchmarks/parse_pathological.py in tiny sizes: every case finishes, none raises now."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "parse_pathological.py"
-    spec = importlib.util.spec_from_file_location("parse_pathological", path)
+    spec = importlib.util.spec_from_file_location("parse_pathological", BENCH)
     bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
     out = tmp_path / "bench.json"
@@ -323,3 +323,51 @@ def test_pathological_benchmark_runs(tmp_path: Path) -> None:
     assert results["cases"]["5,000-digit integer"]["after"]["outcome"] == "1 calls"
     if results["cases"]["5,000-digit integer"]["before"]:  # git and the old commit are there
         assert results["cases"]["5,000-digit integer"]["before"]["outcome"] == "raised ValueError"
+
+
+# --- strict is the exact reading of before: checked against the parser this work replaced ------------
+
+def _parser_before(where: Path) -> object:
+    """`parse_assistant` of the commit before this work (via git), or skip when git or it is missing."""
+    spec = importlib.util.spec_from_file_location("parse_pathological", BENCH)
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    path = bench._load_before(bench.BEFORE_REF, where)
+    if path is None:
+        pytest.skip(f"git show {bench.BEFORE_REF} is not available here")
+    old = importlib.util.spec_from_file_location("parse_before", path)
+    module = importlib.util.module_from_spec(old)  # type: ignore[arg-type]
+    old.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.parse_assistant
+
+
+def _outcome(parse: object, text_: str) -> tuple:
+    try:
+        out = parse(text_, strict=True)  # type: ignore[operator]
+    except ToolCallParseError as exc:
+        return ("raises", exc.message)
+    return ("reads", {k: v for k, v in out.items() if k != "lenient"})
+
+
+@pytest.fixture(scope="module")
+def before(tmp_path_factory: pytest.TempPathFactory) -> object:
+    return _parser_before(tmp_path_factory.mktemp("parse-before"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=drifted_turn())
+def test_strict_equals_the_parser_before_on_drifted_turns(before: object, case: tuple) -> None:
+    drifted = case[2]
+    assert _outcome(parse_assistant, drifted) == _outcome(before, drifted)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(PIECES[:-1]) | st.text(max_size=4), max_size=30).map("".join))
+def test_strict_accepts_and_reads_what_the_parser_before_did(before: object, garbage: str) -> None:
+    """On any text both accept or both reject, and read the same; only some error messages on garbage
+    differ (e.g. a name rejected by the shared name rule is named in the message)."""
+    for prefix in ("", BLOCK, BLOCK + "f(x="):
+        new, old = _outcome(parse_assistant, prefix + garbage), _outcome(before, prefix + garbage)
+        assert new[0] == old[0]
+        if new[0] == "reads":
+            assert new == old
