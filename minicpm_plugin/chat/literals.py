@@ -30,6 +30,7 @@ _PY_BAD_RAW = re.compile(r"[\x00\ud800-\udfff]")
 # Characters written as escapes inside a Python-style string literal (besides the quote and `\`).
 _PY_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 PY_HEX_ESCAPED = [chr(c) for c in range(0x20) if chr(c) not in _PY_NAMED_ESCAPES] + ["\x7f"]
+_PY_ESCAPED = re.compile(r"[\\\x00-\x1f\x7f]")  # written as escapes whatever the quote
 
 
 _JSON_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(value, ensure_ascii=False), built once
@@ -42,6 +43,8 @@ def json_literal(value: Any) -> str:
 
 def python_string_literal(text: str) -> str:
     quote = '"' if "'" in text and '"' not in text else "'"
+    if quote not in text and not _PY_ESCAPED.search(text):  # nothing to escape: the common case, fast
+        return quote + text + quote
     out = [quote]
     for ch in text:
         if ch == "\\" or ch == quote:
