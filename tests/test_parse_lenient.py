@@ -371,3 +371,35 @@ def test_strict_accepts_and_reads_what_the_parser_before_did(before: object, gar
         assert new[0] == old[0]
         if new[0] == "reads":
             assert new == old
+
+
+SIMPLE_VALUES = st.sampled_from(['"x"', '"中,b=1"', '"\\""', '"\\n"', '""', '"a\tb"', "0", "-0", "01", "7", "-12",
+                                 "9" * 3002, "true", "false", "null", "None", "1.5", "[1]"])
+SIMPLE_LINES = st.builds(
+    lambda name, args, sep, tail: name + "(" + sep.join(k + "=" + v for k, v in args) + tail + ")",
+    st.sampled_from(["f", "g_1", "f.g"]), st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), SIMPLE_VALUES), max_size=4),
+    st.sampled_from([",", ",", ", "]), st.sampled_from(["", "", ","]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(SIMPLE_LINES)
+def test_the_plain_call_shortcut_reads_what_the_full_reader_reads(line: str) -> None:
+    from minicpm_plugin.chat.reader import Reader, ReadError, _plain_calls, _RenderCheck
+
+    text_ = line + "\n" + line + "\n"
+    calls: list = []
+    check = _RenderCheck(text_)
+    end = _plain_calls(text_, 0, calls, check)
+    if end == 0:
+        return
+    reader = Reader(text_)
+    try:
+        full = [reader.call()]
+        spans = list(reader.spans)
+        reader.pos += 1
+        full.append(reader.call())
+    except ReadError:
+        full = []
+    assert calls == full and end == len(text_) - 1 and reader.tight, line
+    assert check.sources == ["[" + ", ".join(text_[a:b] for a, b in spans) + "]",
+                             "[" + ", ".join(text_[a:b] for a, b in reader.spans) + "]"]

@@ -49,6 +49,12 @@ _ASCII_CALL_HEAD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_
 _JSON_START = frozenset('[{-0123456789tfnNI')  # what a JSON value other than a string starts with
 _AFTER_SCALAR = frozenset(",)]} \t\r\n")
 _ASCII_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(?!=)")
+# A call line with plain values only, exactly as rendered, and its newline (see `_plain_calls`).
+_PLAIN_VALUE = r'"[^"\\\x00-\x1f]*"|0|-?[1-9][0-9]{0,3000}|true|false|null'
+_PLAIN_ARG = re.compile(rf"([A-Za-z_][A-Za-z0-9_]*)=({_PLAIN_VALUE})(?=[,)])")
+_PLAIN_CALL = re.compile(
+    rf"([A-Za-z_][A-Za-z0-9_]*)\(((?:[A-Za-z_][A-Za-z0-9_]*=(?:{_PLAIN_VALUE})(?:,(?=[A-Za-z_]))?)*)\)\n"
+)
 # The body of a Python string literal up to its closing quote (or the newline / end that stops it).
 _PY_BODY = {q: re.compile(rf"[^\\\n{q}]*(?:\\[\s\S][^\\\n{q}]*)*") for q in "'\""}
 #: Where the calls of a block end: the closing fence or the end marker, at a call boundary.
@@ -310,6 +316,36 @@ class Reader:
                 raise ReadError("expected ',' or ')' after an argument (only literal values are allowed)", pos)
 
 
+def _plain_calls(text: str, pos: int, calls: list[dict[str, Any]], check: _RenderCheck) -> int:
+    """Read the call lines from `pos` on that are written as rendered with plain values only (ASCII
+    names; strings without escapes, ints, true/false/null), with regular expressions: the common case,
+    fast. Returns where the last one's newline is (`pos` when there is none); a line with a repeated
+    argument is left to the full reader, which reports it."""
+    end = pos
+    values, sources = (check.values, check.sources) if check.ok else ([], [])  # what check.add would do
+    m = _PLAIN_CALL.match(text, pos)
+    while m:
+        args: dict[str, Any] = {}
+        first, last = m.span(2)
+        if last > first:
+            written = []
+            for arg in _PLAIN_ARG.finditer(text, first, last + 1):  # + 1: the ) its lookahead needs
+                key, value = arg.group(1, 2)
+                if key in args:
+                    return end
+                args[key] = value[1:-1] if value[0] == '"' else _WORDS[value] if value in _WORDS else int(value)
+                written.append(value)
+            sources.append("[" + ", ".join(written) + "]")
+            values.append(list(args.values()))
+        else:
+            sources.append("[]")
+            values.append([])
+        calls.append({"name": m.group(1), "arguments": args})
+        end = m.end() - 1
+        m = _PLAIN_CALL.match(text, end + 1)
+    return end
+
+
 def _line_at(text: str, pos: int) -> str:
     """The line around `pos`, up to a block marker after `pos` (the text the failing call was read from)."""
     start = text.rfind("\n", 0, pos) + 1
@@ -338,12 +374,11 @@ class _RenderCheck:
         self.values: list[list[Any]] = []
         self.sources: list[str] = []
 
-    def add(self, call: dict[str, Any], reader: Reader) -> None:
-        if not reader.tight:
+    def add(self, call: dict[str, Any], spans: list[tuple[int, int]], tight: bool) -> None:
+        if not tight:
             self.ok = False
         elif self.ok:
             self.values.append(list(call["arguments"].values()))
-            spans = reader.spans
             self.sources.append("[" + ", ".join([self.text[a:b] for a, b in spans]) + "]" if spans else "[]")
 
     def rendered(self) -> bool:
@@ -407,9 +442,13 @@ def read_calls(
                     note(notes, "call_format")
                 return calls, pos
             start = reader.pos = pos
+            after = _plain_calls(text, pos, calls, check)
+            if after > pos:
+                gap_start, odd_gap = after, False
+                continue
             calls.append(reader.call())
             pos = reader.pos
-            check.add(calls[-1], reader)
+            check.add(calls[-1], reader.spans, reader.tight)
             gap_start, odd_gap = pos, False
             if lenient and pos < end and text[pos] in " \t;#":
                 after = _SPACES.match(text, pos).end()
