@@ -131,7 +131,7 @@ def test_no_call_turn_answered_or_called() -> None:
     "<|tool_call_start|>\n```python\nget_weather(city=\"Paris\",\n```\n<|tool_call_end|>\n",  # cut call
     "<|tool_call_start|>\n```python\nget_weather(\"Paris\")\n```\n<|tool_call_end|>\n",       # positional
     "<|tool_call_start|>\n```python\nget_weather(city=os.getcwd())\n```\n<|tool_call_end|>\n",  # expression
-    "Sure: <|tool_call_start|>\n```python\nget_weather(city=\"Paris\")\n```\n<|tool_call_end|>\n",  # not first
+    "Sure: <|tool_call_start|>\n```python\nget_weather(city=\"Paris\")\n```\n",  # after text, never closed
     "<|thought_start|>\nhmm",                                                                    # thought never closed
     "<|tool_call_start|>\n```python\nget_weather(city=\"Pa\x00ris\\q)\n```\n",                  # junk
 ])
@@ -175,6 +175,48 @@ def test_summarize_counts_and_rates() -> None:
     assert m["wrong_call_rate"] == pytest.approx(1 / 3)
     assert report["errors"] == {"tool-call block is not closed with <|tool_call_end|>": 1}
     json.dumps(report)  # JSON-ready
+
+
+def test_format_drift_is_read_and_reported_as_lenient() -> None:
+    """A model that drifts by a newline still gets its calls scored; lenient_rate shows the drift."""
+    from minicpm_plugin.evaluation.scoring import dumps_report, format_table
+
+    right = calls_text('get_weather(city="Paris",days=3)')
+    records = [
+        score_turn(WEATHER, right),                                                   # exact
+        score_turn(WEATHER, "Sure.\n" + right),                                       # text before the block
+        score_turn(WEATHER, "<|thought_start|>\nhm\n<|thought_end|>\n\n" + right),    # blank line after thought
+        score_turn(WEATHER, '<|tool_call_start|>\nget_weather(city="Paris",days=3)\n<|tool_call_end|>\n'),  # no fence
+        score_turn(WEATHER, "<|tool_call_start|>\n```python\nget_weather(city=\"Paris\",\n"),  # malformed
+        score_turn([], "Bye."),                                                        # exact answer
+    ]
+    assert [r["lenient"] for r in records] == [[], ["text_before_block"], ["block_whitespace"], ["fence"], [], []]
+    assert all(r["args_exact"] for r in records[:4])
+    assert records[1]["content"] == "Sure."
+    report = summarize(records)
+    c, m = report["counts"], report["metrics"]
+    assert (c["well_formed"], c["lenient"], c["malformed"]) == (5, 3, 1)
+    assert m["lenient_rate"] == pytest.approx(3 / 6) and m["well_formed_rate"] == pytest.approx(5 / 6)
+    assert (c["args_exact"], c["names_correct"]) == (4, 4)
+    assert report["lenient"] == {"text_before_block": 1, "block_whitespace": 1, "fence": 1}
+    table = format_table(report)
+    assert "lenient_rate      0.500    3/6" in table
+    assert "read leniently (format drift): text_before_block (1); block_whitespace (1); fence (1)" in table
+    exact = summarize([records[0], records[5]])
+    assert exact["metrics"]["lenient_rate"] == 0.0 and exact["lenient"] == {}
+    json.loads(dumps_report(report))
+
+
+def test_report_with_an_integer_longer_than_pythons_text_limit() -> None:
+    from minicpm_plugin.evaluation.scoring import dumps_report
+
+    digits = "7" * 5000
+    r = score_turn([{"name": "f", "arguments": {"n": int(digits[:10])}}], calls_text(f"f(n={digits})"))
+    assert r["well_formed"] and r["predicted"][0]["arguments"]["n"] % 10**10 == int(digits[:10])
+    assert r["args_wrong"] == 1
+    report = summarize([r])
+    back = json.loads(dumps_report({**report, "samples": [r]}))
+    assert back["samples"][0]["predicted"][0]["arguments"]["n"] == digits
 
 
 def test_summarize_without_call_turns_has_no_call_metrics() -> None:

@@ -23,7 +23,7 @@ def test_eval_tools_prints_a_table_and_writes_the_report(tiny_model_dir: Path, t
                "--max-new-tokens", "4", "--json", str(out), "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
-    for name in ("well_formed_rate", "decision_acc", "name_acc", "exact_args_acc", "arg_acc", "wrong_call_rate"):
+    for name in ("well_formed_rate", "lenient_rate", "decision_acc", "name_acc", "exact_args_acc", "arg_acc", "wrong_call_rate"):
         assert name in printed
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["model"] == str(tiny_model_dir) and report["data"] == str(EVAL_DATA) and report["adapter"] is None
@@ -143,7 +143,7 @@ def test_callback_evaluates_every_n_steps_and_logs(tiny_model_dir: Path) -> None
     assert len(logged) == 1 and unwrapped == [model]
     assert control.should_log, "the loss of this step is still logged"
     metrics = logged[0]
-    assert set(metrics) == {"tool_eval/well_formed_rate", "tool_eval/decision_acc", "tool_eval/name_acc",
+    assert set(metrics) == {"tool_eval/well_formed_rate", "tool_eval/lenient_rate", "tool_eval/decision_acc", "tool_eval/name_acc",
                             "tool_eval/exact_args_acc", "tool_eval/arg_acc", "tool_eval/wrong_call_rate",
                             "tool_eval/malformed"}
     assert model.training and any(p.requires_grad for p in model.parameters())

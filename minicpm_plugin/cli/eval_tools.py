@@ -22,8 +22,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="tool-call accuracy of a model on held-out conversations",
         description=(
             "Generate every assistant turn of the conversations in FILE (any supported format) from the "
-            "conversation before it, parse the model's calls and score them: well-formed rate, call/no-call "
-            "decision, function names, exact arguments, per-argument accuracy, wrong calls."
+            "conversation before it, parse the model's calls and score them: well-formed rate, the share read "
+            "only leniently (format drift: blank lines, text before the call block, no code fence, ...), "
+            "call/no-call decision, function names, exact arguments, per-argument accuracy, wrong calls."
         ),
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory (a full or merged model)")

@@ -7,6 +7,10 @@ generation (`minicpm_plugin.evaluation.generate`) needs torch and a model.
 Definitions (one *turn* = one assistant message of the data; *call turns* have `tool_calls`):
 
 * ``well_formed_rate``: turns whose output parses (`parse_assistant` reports no error) / turns.
+* ``lenient_rate``: well-formed turns that parsed only thanks to a lenient reading (the output drifted
+  from the template's exact layout: a blank line before the call block, no code fence, text before
+  the block, ...; `parse_assistant`'s ``lenient``) / turns. A format-drift signal: the turns that
+  parse exactly are ``well_formed_rate - lenient_rate``.
 * ``decision_acc``: turns where the model called (wrote ``<|tool_call_start|>``, parsable or not)
   exactly when the reference calls / turns.
 * ``name_acc``: call turns whose called function names equal the reference's (as a multiset, so the
@@ -33,11 +37,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from minicpm_plugin.chat import call_arguments, parse_assistant, render_chat
+from minicpm_plugin.chat.literals import int_text
 from minicpm_plugin.chat.tokens import TOOL_CALL_START, LiteralStyle
 
 #: metric name -> (numerator count, denominator count); the order is the table's order.
 METRICS: dict[str, tuple[str, str]] = {
     "well_formed_rate": ("well_formed", "turns"),
+    "lenient_rate": ("lenient", "turns"),
     "decision_acc": ("decision_correct", "turns"),
     "name_acc": ("names_correct", "call_turns"),
     "exact_args_acc": ("args_exact", "call_turns"),
@@ -143,6 +149,7 @@ def score_turn(expected_calls: Sequence[Mapping[str, Any]], generated: str, *, t
         "called": called,
         "well_formed": well_formed,
         "error": parsed["error"],
+        "lenient": parsed["lenient"],
         "truncated": truncated,
         "decision_correct": called == should_call,
         "expected": expected,
@@ -190,7 +197,10 @@ def _error_kind(error: str) -> str:
 
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Add up per-turn records into ``{"metrics": {...}, "counts": {...}, "errors": {...}}``.
+    """Add up per-turn records into ``{"metrics", "counts", "errors", "lenient"}``.
+
+    ``errors`` counts parse errors by kind; ``lenient`` counts, by name, what the well-formed turns
+    needed beyond the exact layout.
 
     A metric whose denominator is 0 is None (e.g. ``wrong_call_rate`` when every turn should call).
     """
@@ -200,6 +210,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "call_turns": len(call),
         "no_call_turns": len(records) - len(call),
         "well_formed": sum(r["well_formed"] for r in records),
+        "lenient": sum(bool(r["well_formed"] and r.get("lenient")) for r in records),
         "malformed": sum(not r["well_formed"] for r in records),
         "truncated": sum(r["truncated"] for r in records),
         "decision_correct": sum(r["decision_correct"] for r in records),
@@ -219,7 +230,9 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         name: (counts[num] / counts[den] if counts[den] else None) for name, (num, den) in METRICS.items()
     }
     errors = Counter(_error_kind(r["error"]) for r in records if r["error"])
-    return {"metrics": metrics, "counts": counts, "errors": dict(errors.most_common())}
+    drift = Counter(name for r in records if r["well_formed"] for name in r.get("lenient") or ())
+    return {"metrics": metrics, "counts": counts, "errors": dict(errors.most_common()),
+            "lenient": dict(drift.most_common())}
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -238,9 +251,29 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines.append(extra)
     if report.get("errors"):
         lines.append("parse errors: " + "; ".join(f"{k} ({v})" for k, v in report["errors"].items()))
+    if report.get("lenient"):
+        lines.append("read leniently (format drift): " + "; ".join(f"{k} ({v})" for k, v in report["lenient"].items()))
     return "\n".join(lines)
 
 
+def _big_ints_as_text(value: Any) -> Any:
+    """`value` with integers too long for Python's int-to-text limit written as strings of digits."""
+    if isinstance(value, Mapping):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14_000:
+        return int_text(value)
+    return value
+
+
 def dumps_report(report: Mapping[str, Any]) -> str:
-    """The report as JSON text (non-ASCII kept)."""
-    return json.dumps(report, ensure_ascii=False, indent=1)
+    """The report as JSON text (non-ASCII kept).
+
+    A model can write an integer of more than 4,300 digits, which `parse_assistant` reads exactly but
+    Python's `json` cannot write: such values are written as strings of their digits.
+    """
+    try:
+        return json.dumps(report, ensure_ascii=False, indent=1)
+    except ValueError:
+        return json.dumps(_big_ints_as_text(report), ensure_ascii=False, indent=1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minicpm_plugin.chat import CallError, call_arguments
+from minicpm_plugin.chat.names import is_argument_name
 from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS
 from minicpm_plugin.formats.markup import LAYOUT, Markup, MarkupError, has_markup, read_markup
 from minicpm_plugin.formats.problems import CODES
@@ -129,7 +130,7 @@ class _Canonicalizer(ToolChecks):
             return None
         apath = f"{path}.function.arguments"
         for key in args:
-            if not isinstance(key, str) or not key.isidentifier():
+            if not is_argument_name(key):
                 self.add(apath, f"argument name {key!r} is not a Python identifier, so MiniCPM3 cannot write the call as "
                          f"{name}({key}=...); rename it in the data and in the tool's schema", "bad-argument-name")
         out: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": args}}

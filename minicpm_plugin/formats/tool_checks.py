@@ -6,13 +6,11 @@ A mixin of the canonicalizer (:mod:`minicpm_plugin.formats.canonical`), which pr
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from minicpm_plugin.chat.names import is_argument_name, is_function_name
 from minicpm_plugin.formats.base import as_tool, loads
-
-_FUNCTION_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
 
 
 def type_name(value: Any) -> str:
@@ -77,7 +75,7 @@ class ToolChecks:
         return out
 
     def function_name(self, name: str, path: str) -> None:
-        if not _FUNCTION_NAME.match(name):
+        if not is_function_name(name):
             self.add(path, f"function name {name!r} is not a Python identifier, so MiniCPM3 could not write a call to it "
                      "as name(arg=value); rename it (letters, digits and _)", "bad-function-name")
         elif "." in name:
@@ -106,7 +104,7 @@ class ToolChecks:
         for pname, spec in props.items():
             if not isinstance(spec, Mapping):
                 self.add(f"{path}.properties.{pname}", f"must be a JSON schema (an object such as {{\"type\": \"string\"}}), got {type_name(spec)}", "bad-tool-schema")
-            if not pname.isidentifier():
+            if not is_argument_name(pname):
                 self.add(f"{path}.properties.{pname}", f"parameter name {pname!r} is not a Python identifier, so MiniCPM3 "
                          "could not pass it as name=value; rename it (letters, digits and _)", "bad-argument-name")
         required = params.get("required", [])
