@@ -16,6 +16,7 @@ from minicpm_plugin.formats import (
     prepare_dataset_file,
     read_prepared,
 )
+from minicpm_plugin.formats.prepare import ROW_KEYS
 
 F = {"type": "function", "function": {"name": "set", "parameters": {"type": "object", "properties": {"x": {}}}}}
 
@@ -46,7 +47,9 @@ def test_prepared_rows_are_strings_with_exact_values(tmp_path: Path) -> None:
     assert prepared.format == "openai" and not prepared.reused and prepared.problems_path is None
     lines = Path(prepared.path).read_text(encoding="utf-8").splitlines()
     raw = [json.loads(line) for line in lines]
-    assert all(set(r) == {"conversation", "source"} and all(isinstance(v, str) for v in r.values()) for r in raw)
+    # Strings, and the label spans as one flat list of ints: nothing for Arrow to infer from the arguments.
+    assert all(set(r) == ROW_KEYS and all(isinstance(v, str) for k, v in r.items() if k != "spans") for r in raw)
+    assert all(r["spans"] and all(type(v) is int for v in r["spans"]) for r in raw)
     assert [r["source"] for r in raw] == [f"{src}:{i}" for i in range(1, 9)]
     got = [decode_row(r)["messages"][1]["tool_calls"][0]["function"]["arguments"]["x"] for r in raw]
     assert got == VALUES
@@ -59,7 +62,9 @@ def test_arrow_reads_mixed_argument_types(tmp_path: Path) -> None:
     src = write(tmp_path, [row(v) for v in VALUES])
     prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
     table = pa_json.read_json(prepared.path)
-    assert [str(t) for t in table.schema.types] == ["string", "string"]
+    types = dict(zip(table.schema.names, map(str, table.schema.types), strict=True))
+    assert types == {"conversation": "string", "source": "string", "text": "string", "literal_style": "string",
+                     "spans": "list<item: int64>"}
     first = json.loads(table.column("conversation")[0].as_py())
     assert first["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"x": 1.61}
 

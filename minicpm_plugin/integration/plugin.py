@@ -84,6 +84,7 @@ class MiniCPM3Plugin(BasePlugin):
     def _prepare_datasets(self, cfg: dict[str, Any], opts: Any) -> None:
         """Read, convert and validate local files ourselves; axolotl then loads an Arrow-safe copy."""
         from minicpm_plugin.formats.prepare import DataError, prepare_dataset_file
+        from minicpm_plugin.integration.progress import file_progress
 
         out_dir = Path(cfg.get("dataset_prepared_path") or "last_run_prepared") / "minicpm3_data"
         for key in ("datasets", "test_datasets"):
@@ -102,7 +103,10 @@ class MiniCPM3Plugin(BasePlugin):
                     )
                     continue
                 try:
-                    prepared = prepare_dataset_file(path, format=fmt, on_bad_rows=opts.minicpm3_on_bad_rows, out_dir=out_dir)
+                    with file_progress(path, f"minicpm3: preparing {Path(path).name}") as progress:
+                        prepared = prepare_dataset_file(path, format=fmt, on_bad_rows=opts.minicpm3_on_bad_rows,
+                                                        out_dir=out_dir, literal_style=opts.minicpm3_literal_style,
+                                                        progress=progress)
                 except DataError as exc:
                     raise ConfigError(str(exc)) from None
                 self.prepared.append(prepared)
