@@ -33,10 +33,12 @@ reruns and other ranks reuse it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -225,14 +227,17 @@ def prepare_dataset_file(
     registry: Registry | None = None,
     literal_style: LiteralStyle = "json",
     progress: Callable[[int], None] | None = None,
+    num_proc: int = 1,
 ) -> PreparedDataset:
     """Read, convert, validate and render ``path``; write the prepared rows into ``out_dir``.
 
     With ``on_bad_rows="error"`` any error raises DataError (listing the first problems and the
     count); with ``"skip"`` bad rows are left out and counted by reason. Warnings never block. Every
-    problem is also written to ``<name>.problems.txt`` next to the output. ``progress(n)`` is told
-    about every n bytes read (for a progress bar). Memory holds one JSONL line at a time, plus the
-    problems found (error problems are kept for the DataError).
+    problem is also written to ``<name>.problems.txt`` next to the output. ``literal_style`` is the
+    run's (`minicpm3_literal_style`): rows are rendered in it. ``progress(n)`` is told about every n
+    bytes read (for a progress bar). ``num_proc`` > 1 converts a file of PARALLEL_MIN_BYTES or more
+    in that many forked processes (same output, in the same order). Memory holds a few JSONL lines
+    at a time, plus the problems found (error problems are kept for the DataError).
     """
     if on_bad_rows not in ON_BAD_ROWS:
         raise ValueError(f"on_bad_rows must be one of {', '.join(ON_BAD_ROWS)}, got {on_bad_rows!r}")
@@ -260,10 +265,12 @@ def prepare_dataset_file(
     rows_out, problems_out = _Staged(rows_path), _Staged(problems_path)
     try:
         try:
-            records = iter_records(path, file, progress)
+            records = iter_records(path, file, progress, lazy=True)
         except FileProblem as exc:
             raise DataError(f"{file}: cannot be used:", [exc.problem], skippable=False) from None
-        counts = _write_rows(records, file, format, reg, literal_style, on_bad_rows, rows_out.fh, problems_out.fh)
+        parallel = num_proc if os.path.getsize(path) >= PARALLEL_MIN_BYTES else 1
+        counts = _write_rows(records, file, format, reg, literal_style, on_bad_rows, rows_out.fh, problems_out.fh,
+                             parallel)
         if counts.problems:
             problems_out.commit()
         rows_out.commit()
@@ -294,8 +301,63 @@ class _Counts:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+#: Files smaller than this are prepared in one process (starting workers would cost more than it saves).
+PARALLEL_MIN_BYTES = 4 << 20
+#: Records per job sent to a worker process; at most 4 jobs per worker are in flight.
+PARALLEL_CHUNK = 64
+_RowResult = tuple[bytes | None, list[Problem], tuple[bool, int, int]]
+#: What a forked worker converts with (set by the parent just before it forks).
+_JOB: tuple[RowStream, str, LiteralStyle] | None = None
+
+
+def _prepared_row(stream: RowStream, record: Any, file: str, literal_style: LiteralStyle) -> _RowResult:
+    """(the prepared row as a JSON line, or None; its problems; its (tools, calls, thoughts))."""
+    row = stream.convert(record)
+    if row.conversation is None:
+        return None, row.problems, (False, 0, 0)
+    try:
+        line = (encode_row(row.conversation, row.source, row.rendered, literal_style) + "\n").encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800": not a character
+        return None, [*row.problems, Problem(
+            file, row.line, "", f"contains {exc.object[exc.start:exc.end]!a}, a lone surrogate escape that is not a "
+            "character and cannot be written as UTF-8; remove it", "not-utf8")], (False, 0, 0)
+    return line, row.problems, conversation_stats(row.conversation)
+
+
+def _work(chunk: list[Any]) -> list[_RowResult]:
+    stream, file, literal_style = _JOB  # type: ignore[misc]
+    return [_prepared_row(stream, record, file, literal_style) for record in chunk]
+
+
+def _row_results(stream: RowStream, file: str, literal_style: LiteralStyle, num_proc: int) -> Iterator[_RowResult]:
+    """Every record's result, in file order: in this process, or (num_proc > 1 where processes can be
+    forked) in num_proc worker processes with a bounded number of records in flight."""
+    global _JOB
+    try:
+        ctx = multiprocessing.get_context("fork") if num_proc > 1 else None
+    except ValueError:  # no fork on this platform
+        ctx = None
+    if ctx is None:
+        for record in stream.records:
+            yield _prepared_row(stream, record, file, literal_style)
+        return
+    _JOB = (stream, file, literal_style)
+    try:
+        with ctx.Pool(num_proc) as pool:
+            pending: deque[Any] = deque()
+            records = stream.records
+            while chunk := list(itertools.islice(records, PARALLEL_CHUNK)):
+                pending.append(pool.apply_async(_work, (chunk,)))
+                if len(pending) >= 4 * num_proc:
+                    yield from pending.popleft().get()
+            while pending:
+                yield from pending.popleft().get()
+    finally:
+        _JOB = None
+
+
 def _write_rows(records: Iterator[Any], file: str, format: str, reg: Registry, literal_style: LiteralStyle,
-                on_bad_rows: str, rows_fh: Any, problems_fh: Any) -> _Counts:
+                on_bad_rows: str, rows_fh: Any, problems_fh: Any, num_proc: int = 1) -> _Counts:
     """Convert, check and render each record as it is read; write good rows and every problem.
     DataError (after the whole file is read) when the file cannot be used as it is."""
     counts = _Counts()
@@ -305,17 +367,9 @@ def _write_rows(records: Iterator[Any], file: str, format: str, reg: Registry, l
         if stream.format is None:
             _check(file, None, stream.file_problems, [], 0, 0, on_bad_rows)
         counts.format = stream.format or format
-        for row in stream:
+        for line, problems, (tools, calls, thoughts) in _row_results(stream, file, literal_style, num_proc):
             counts.rows += 1
-            line = None
-            if row.conversation is not None:
-                try:
-                    line = (encode_row(row.conversation, row.source, row.rendered, literal_style) + "\n").encode("utf-8")
-                except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800": not a character
-                    row.problems.append(Problem(
-                        file, row.line, "", f"contains {exc.object[exc.start:exc.end]!a}, a lone surrogate escape that "
-                        "is not a character and cannot be written as UTF-8; remove it", "not-utf8"))
-            for p in row.problems:
+            for p in problems:
                 problems_fh.write(f"{p}\n".encode("utf-8", "backslashreplace"))
                 counts.problems += 1
                 if p.is_error:
@@ -323,11 +377,10 @@ def _write_rows(records: Iterator[Any], file: str, format: str, reg: Registry, l
                 else:
                     counts.warnings += 1
             if line is None:
-                counts.skipped[next(p.code for p in row.problems if p.is_error)] += 1
+                counts.skipped[next(p.code for p in problems if p.is_error)] += 1
                 continue
             rows_fh.write(line)
             counts.good += 1
-            tools, calls, thoughts = conversation_stats(row.conversation)
             counts.with_tools += tools
             counts.calls += calls
             counts.thoughts += thoughts

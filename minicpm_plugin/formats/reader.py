@@ -27,6 +27,23 @@ class RawRecord:
     problem: Problem | None = None
 
 
+@dataclass
+class RawLine:
+    """A JSONL line read but not parsed yet: parsed where it is converted (perhaps in a worker process)."""
+
+    line: int
+    raw: bytes
+    file: str
+
+    def parse(self) -> RawRecord:
+        return parse_line(self.raw, self.line, self.file)
+
+
+def as_record(record: RawRecord | RawLine) -> RawRecord:
+    """A record from :func:`iter_records`, parsed."""
+    return record.parse() if isinstance(record, RawLine) else record
+
+
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -94,21 +111,22 @@ def parse_line(raw: bytes, number: int, file: str) -> RawRecord:
 PROGRESS_EVERY = 1 << 20
 
 
-def iter_records(path: str | Path, file: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+def iter_records(path: str | Path, file: str | None = None, progress: Callable[[int], None] | None = None,
+                 lazy: bool = False) -> Iterator[RawRecord | RawLine]:
     """The records of a file, exactly as :func:`parse_records` gives them, reading JSONL line by line.
 
-    A JSONL file is never held in memory whole (one line at a time); a JSON array, or a single
-    pretty-printed object, is read whole. ``progress(n)`` is called with the number of bytes read
-    since its last call (about every PROGRESS_EVERY bytes, and at the end). FileProblem when the
-    file cannot be opened.
+    A JSONL file is never held in memory whole (one line at a time); a JSON array, a single
+    pretty-printed object, or a file that is not plain UTF-8 text is read whole (read_bytes,
+    parse_records). With ``lazy``, JSONL lines after the first come as :class:`RawLine` (parse with
+    :func:`as_record`). ``progress(n)`` is called with the number of bytes read since its last call
+    (about every PROGRESS_EVERY bytes, and at the end). FileProblem when the file cannot be opened.
     """
     name = file if file is not None else str(path)
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by _stream_records (the caller may stop early)
     except OSError as exc:
         raise FileProblem(Problem(name, None, "", f"cannot read the file: {exc.strerror or exc}", "unreadable-file")) from None
-    return _stream_records(fh, path, name, progress)
+    return _stream_records(fh, path, name, progress, lazy)
 
 
 def _streamable(head: bytes) -> bool:
@@ -116,8 +134,8 @@ def _streamable(head: bytes) -> bool:
     return b"\0" not in head and not head.startswith((b"\x1f\x8b", b"PAR1"))
 
 
-def _stream_records(fh: IO[bytes], path: str | Path, name: str,
-                    progress: Callable[[int], None] | None) -> Iterator[RawRecord]:
+def _stream_records(fh: IO[bytes], path: str | Path, name: str, progress: Callable[[int], None] | None,
+                    lazy: bool) -> Iterator[RawRecord | RawLine]:
     reported = 0
 
     def report(position: int, final: bool = False) -> None:
@@ -146,6 +164,9 @@ def _stream_records(fh: IO[bytes], path: str | Path, name: str,
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             if not raw.strip():
+                continue
+            if seen and lazy:
+                yield RawLine(number, raw, name)
                 continue
             record = parse_line(raw, number, name)
             if not seen and start == b"{" and record.problem is not None and record.problem.code == "invalid-json":

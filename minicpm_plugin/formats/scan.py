@@ -21,7 +21,14 @@ from minicpm_plugin.formats.base import NO, Converted, RecordError
 from minicpm_plugin.formats.canonical import canonicalize, conversation_stats, render_checked
 from minicpm_plugin.formats.manager import DETECT_SAMPLE, FormatLookupError, Registry, get_registry, score
 from minicpm_plugin.formats.problems import ERROR, Problem
-from minicpm_plugin.formats.reader import FileProblem, RawRecord, parse_records, read_bytes
+from minicpm_plugin.formats.reader import (
+    FileProblem,
+    RawLine,
+    RawRecord,
+    as_record,
+    parse_records,
+    read_bytes,
+)
 
 
 @dataclass
@@ -161,7 +168,7 @@ class RowStream:
     Iterate once. FileProblem (from a reader) propagates.
     """
 
-    def __init__(self, records: Iterable[RawRecord], file: str, *, format: str = "auto",
+    def __init__(self, records: Iterable[RawRecord | RawLine], file: str, *, format: str = "auto",
                  registry: Registry | None = None, render_check: bool = True,
                  literal_style: LiteralStyle | None = None) -> None:
         reg = registry or get_registry()
@@ -175,12 +182,13 @@ class RowStream:
         if format == "auto":
             objects = 0
             for record in rest:
+                record = as_record(record)
                 head.append(record)
                 if record.problem is None and isinstance(record.value, Mapping):
                     objects += 1
                     if objects >= DETECT_SAMPLE:
                         break
-        self._records = itertools.chain(head, rest)
+        self._records: Iterator[RawRecord | RawLine] = itertools.chain(head, rest)
         try:
             self._fmt = reg.detect([r.value for r in head if r.problem is None]) if format == "auto" else reg.get(format)
         except FormatLookupError as exc:
@@ -189,14 +197,23 @@ class RowStream:
         else:
             self.format = self._fmt.name
 
+    @property
+    def records(self) -> Iterator[RawRecord | RawLine]:
+        """The records not converted yet (all of them before iterating), for converting elsewhere."""
+        return self._records
+
+    def convert(self, record: RawRecord | RawLine) -> Row:
+        """One record of this stream as a row (the format must be known)."""
+        return convert_record(self._fmt, as_record(record), self.file, **self._options)
+
     def __iter__(self) -> Iterator[Row]:
         if self._fmt is None:  # rows that could not even be parsed are still reported individually
-            for r in self._records:
+            for r in map(as_record, self._records):
                 if r.problem is not None:
                     yield Row(self.file, r.line, None, [r.problem])
             return
         for r in self._records:
-            yield convert_record(self._fmt, r, self.file, **self._options)
+            yield self.convert(r)
 
 
 def scan_records(records: Iterable[RawRecord], file: str, *, format: str = "auto", registry: Registry | None = None,

@@ -1,4 +1,5 @@
-"""A progress bar for preparing a data file, shown as `datasets` shows its own (tqdm on stderr)."""
+"""Preparing data files at startup: a progress bar as `datasets` shows its own (tqdm on stderr), and
+how many processes to prepare with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 #: Without a terminal, a bar is still written (every 30 s) for files at least this large.
 LONG_FILE_BYTES = 64 << 20
@@ -41,3 +43,12 @@ def file_progress(path: str | Path, desc: str) -> Iterator[Callable[[int], None]
     finally:
         if bar is not None:
             bar.close()
+
+
+def prepare_processes(cfg: Any) -> int:
+    """Processes for preparing a file: axolotl's `dataset_num_proc` (default: its own, the CPU count),
+    shared among the processes of this machine (every rank prepares at startup)."""
+    from axolotl.utils.datasets import get_default_process_count
+
+    total = cfg.get("dataset_num_proc") or get_default_process_count() or 1
+    return max(1, int(total) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1)))
