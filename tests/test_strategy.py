@@ -165,3 +165,80 @@ def test_plain_chat_labels_equal_axolotls_builtin_strategy(tokenizer: Any, tmp_p
         assert ours["input_ids"][i][1:] == theirs["input_ids"], i
         assert ours["labels"][i][1:] == theirs["labels"], i
     assert len(chats) == 40
+
+
+# ---- rows the plugin prepared: text and label spans stored, only tokenized and labelled here --------
+
+OPTIONS = [
+    {},
+    {"minicpm3_train_last_turn_only": True},
+    {"minicpm3_train_thought": False},
+    {"minicpm3_literal_style": "python"},
+    {"sequence_len": 700},
+    {"sequence_len": 700, "minicpm3_overlong": "truncate_turns", "minicpm3_train_last_turn_only": True},
+    {"sequence_len": 1500, "minicpm3_overlong": "truncate_turns", "minicpm3_train_thought": False},
+]
+
+
+def prepared_batch(tmp_path: Path, conversations: list[dict], literal_style: str = "json") -> dict[str, list]:
+    from minicpm_plugin.formats.prepare import prepare_dataset_file
+
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in conversations), encoding="utf-8")
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "prepared", literal_style=literal_style)
+    lines = [json.loads(line) for line in Path(prepared.path).read_text(encoding="utf-8").splitlines()]
+    return {k: [r[k] for r in lines] for k in lines[0]}
+
+
+def test_prepared_rows_give_exactly_the_rows_of_the_rendering_path(tokenizer: Any, tmp_path: Path) -> None:
+    """Stored text + spans -> the same input_ids and labels as rendering the conversation here, for every
+    option (label options, literal style, overlong rows dropped or cut at a turn)."""
+    convs = [conv(name) for name in GOLDEN if any(m["role"] == "assistant" for m in GOLDEN[name]["messages"])]
+    convs += [json.loads(line) for line in (REPO / "examples/data/tool_calls.jsonl").read_text().splitlines()[:20]]
+    untrained = json.loads(json.dumps(conv("plain_system_multi_turn")))
+    untrained["messages"][2]["train"] = False
+    convs.append(untrained)
+    for keys in OPTIONS:
+        cfg = make_cfg(tmp_path, **keys)
+        report = LengthReport.for_config(cfg)
+        report.reset()
+        batch = prepared_batch(tmp_path, convs, keys.get("minicpm3_literal_style", "json"))
+        assert set(batch) == {"conversation", "source", "text", "literal_style", "spans"}
+        fast = tokenize(load(tokenizer, cfg), batch)
+        first = report.summary()
+        report.reset()
+        rendering = tokenize(load(tokenizer, cfg), {k: batch[k] for k in ("conversation", "source")})
+        assert fast == rendering, keys
+        assert report.summary() == first, keys
+        assert len(fast["input_ids"]) == len(convs) - first.dropped > 0
+    # the option cases really differ from each other (each one was exercised)
+    outs = {str(k): tokenize(load(tokenizer, make_cfg(tmp_path, **k)), prepared_batch(
+        tmp_path, convs, k.get("minicpm3_literal_style", "json")))["labels"] for k in OPTIONS[:4]}
+    assert len({json.dumps(v) for v in outs.values()}) == 4
+
+
+def test_a_row_prepared_in_another_literal_style_is_rendered_in_the_runs(tokenizer: Any, tmp_path: Path) -> None:
+    c = conv("tools_nested_types_and_literals")
+    as_json = prepared_batch(tmp_path, [c], "json")
+    out = tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_literal_style="python")), as_json)
+    text = tokenizer.decode(out["input_ids"][0])
+    assert "flexible=True,max_price=None" in text and "flexible=true" not in text
+    assert out == tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_literal_style="python")),
+                           prepared_batch(tmp_path, [c], "python"))
+
+
+def test_arrow_columns_are_those_of_python_lists(tokenizer: Any, tmp_path: Path) -> None:
+    """The int64 arrays become the same Arrow columns `datasets` makes from lists of ints."""
+    import numpy as np
+    from datasets import Dataset
+
+    batch = prepared_batch(tmp_path, [conv("tools_parallel_calls_no_thought"), conv("plain_system_multi_turn")])
+    strategy = load(tokenizer, make_cfg(tmp_path))
+    out = strategy.tokenize_prompt(batch)
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.int64 for v in out.values() for a in v)
+    mapped = Dataset.from_dict(batch).map(strategy.tokenize_prompt, batched=True, remove_columns=list(batch))
+    from_lists = Dataset.from_dict({k: [a.tolist() for a in v] for k, v in out.items()})
+    assert mapped.features == from_lists.features
+    assert {k: str(v) for k, v in mapped.features.items()} == {
+        "input_ids": "List(Value('int32'))", "attention_mask": "List(Value('int8'))", "labels": "List(Value('int64'))"}
+    assert mapped.to_dict() == from_lists.to_dict()
