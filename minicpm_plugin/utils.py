@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 #: Environment for every axolotl/transformers process we start: never touch a hub, no telemetry.
 OFFLINE_ENV = {
@@ -33,3 +35,22 @@ def get_logger(name: str) -> logging.Logger:
         root.setLevel(logging.INFO)
         root.propagate = False
     return logger
+
+
+_PATCH_MARK = "_minicpm_plugin_patch"
+
+
+def patch_once(owner: Any, name: str, make: Callable[[Any], Any]) -> bool:
+    """Replace ``owner.name`` with ``make(original)`` unless our wrapper is already there.
+
+    The one way this package patches other libraries (transformers, axolotl, accelerate, DeepSpeed):
+    idempotent, so a hook that runs twice (axolotl calls some twice) wraps once. Returns whether it
+    patched now.
+    """
+    original = getattr(owner, name)
+    if getattr(original, _PATCH_MARK, False):
+        return False
+    wrapper = make(original)
+    setattr(wrapper, _PATCH_MARK, True)
+    setattr(owner, name, wrapper)
+    return True

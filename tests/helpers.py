@@ -21,3 +21,8 @@ def hf_render(template: str, messages: list[dict], tools: list | None = None, ad
         conversations=[messages], tools=tools, chat_template=template, add_generation_prompt=add_generation_prompt
     )
     return rendered[0]
+
+
+#: The built-in formats in registration order (what `check --list-formats` shows first).
+BUILTIN_FORMATS = ["seed", "openai", "sharegpt", "glaive", "xlam", "hermes", "llamafactory_v1", "swift", "alpaca",
+                   "query_response", "preference"]

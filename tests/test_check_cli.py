@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BUILTIN_FORMATS
 
 from minicpm_plugin.cli import main
 
@@ -85,10 +86,9 @@ def test_check_warnings_fail_only_with_strict(tmp_path: Path, capsys: pytest.Cap
 
 def test_check_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path, "a.jsonl", [PLAIN])
-    code, out, err = run(capsys, "check", "--format", "alpaca", a)
+    code, out, err = run(capsys, "check", "--format", "dolly", a)
     assert code == 1 and out == ""
-    assert err.strip() == ("minicpm-plugin check: error: unknown format 'alpaca'; known formats: seed, openai, "
-                           "sharegpt, glaive, xlam, hermes")
+    assert err.strip() == f"minicpm-plugin check: error: unknown format 'dolly'; known formats: {', '.join(BUILTIN_FORMATS)}"
     code, _, err = run(capsys, "check", "--sequence-len", "10", a)
     assert code == 1 and "--sequence-len needs --tokenizer DIR" in err
     code, _, err = run(capsys, "check", a, "--tokenizer", str(tmp_path / "nope"))
@@ -99,7 +99,7 @@ def test_check_list_formats(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "check", "--list-formats")
     assert code == 0
     names = [line.split(" ")[0] for line in out.splitlines() if not line.startswith(" ")]
-    assert names == ["seed", "openai", "sharegpt", "glaive", "xlam", "hermes"]
+    assert names == BUILTIN_FORMATS
 
 
 def test_check_bad_data_never_prints_a_traceback(tmp_path: Path) -> None:

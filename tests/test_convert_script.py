@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from minicpm_plugin.cli import main
-from minicpm_plugin.tools.convert_script import (
+from minicpm_plugin.tools.convert import (
     OFFICIAL_LORA,
     ScriptError,
     convert_script,
@@ -211,7 +211,7 @@ def test_yaml_round_trips_and_carries_the_warnings():
     assert "accelerate launch -m axolotl.cli.train my.yml" in text
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.sh")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.sh")))
 def test_converted_recipes_pass_axolotl_schema(name):
     """Every key the converter writes is one axolotl knows and accepts. The plugin line and the
     plugin's dataset type are swapped out here; tests/test_recipes.py checks recipes with the plugin."""

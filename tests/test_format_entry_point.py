@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import BUILTIN_FORMATS
 
 from minicpm_plugin.formats import ENTRY_POINT_GROUP, get_registry, prepare_dataset_file, read_prepared
 
 PKG = Path(__file__).parent / "format_plugin_pkg"
-ALPACA = [
-    {"instruction": "Translate to French", "input": "The cat sleeps.", "output": "Le chat dort."},
-    {"instruction": "Name a prime number above 10.", "input": "", "output": "11", "system": "Answer briefly."},
+DOLLY = [
+    {"instruction": "Translate to French", "context": "The cat sleeps.", "response": "Le chat dort.", "category": "open_qa"},
+    {"instruction": "Name a prime number above 10.", "context": "", "response": "11", "system": "Answer briefly."},
 ]
 
 
@@ -46,10 +47,10 @@ def test_entry_point_adds_a_format_and_reports_a_broken_one(plugin_target: Path)
     import importlib.metadata
 
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    assert eps["alpaca"] == "minicpm_format_example" and eps["builtin"] == "minicpm_plugin.formats.builtin"
+    assert eps["dolly"] == "minicpm_format_example" and eps["builtin"] == "minicpm_plugin.formats.builtin"
     reg = get_registry(reload=True)
-    assert reg.names()[-1] == "alpaca" and reg.origins["alpaca"] == "alpaca"
-    assert reg.names()[:6] == ["seed", "openai", "sharegpt", "glaive", "xlam", "hermes"]
+    assert reg.names()[-1] == "dolly" and reg.origins["dolly"] == "dolly"
+    assert reg.names()[:-1] == BUILTIN_FORMATS
     assert reg.load_errors == ["broken_example = minicpm_format_example.broken: ImportError: this example plugin is "
                                "broken on purpose"]
     with pytest.raises(ValueError, match="format plugins that failed to load: broken_example"):
@@ -62,10 +63,10 @@ def test_prepare_and_tokenize_with_the_plugin_format(plugin_target: Path, tmp_pa
     from minicpm_plugin.tokenize import tokenize_conversation
 
     get_registry(reload=True)
-    src = tmp_path / "alpaca.json"
-    src.write_text(json.dumps(ALPACA, ensure_ascii=False), encoding="utf-8")
+    src = tmp_path / "dolly.json"
+    src.write_text(json.dumps(DOLLY, ensure_ascii=False), encoding="utf-8")
     prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
-    assert (prepared.format, prepared.rows, prepared.written) == ("alpaca", 2, 2)
+    assert (prepared.format, prepared.rows, prepared.written) == ("dolly", 2, 2)
     convs = [c for c, _ in read_prepared(prepared.path)]
     assert convs[0] == {"messages": [{"role": "user", "content": "Translate to French\n\nThe cat sleeps."},
                                      {"role": "assistant", "content": "Le chat dort."}], "tools": None}
@@ -77,15 +78,15 @@ def test_prepare_and_tokenize_with_the_plugin_format(plugin_target: Path, tmp_pa
 
 
 def test_cli_check_sees_the_plugin_format(plugin_target: Path, tmp_path: Path) -> None:
-    src = tmp_path / "alpaca.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in ALPACA) + json.dumps({"instruction": 3, "output": "x"}) + "\n")
+    src = tmp_path / "dolly.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in DOLLY) + json.dumps({"instruction": 3, "response": "x"}) + "\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_target), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "minicpm_plugin.cli", "check", str(src)], capture_output=True,
                           text=True, env=env, timeout=60)
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
         f"{src}:3: instruction: must be a string [bad-content]",
-        f"checked 1 file ({src}: alpaca): 3 rows, 1 with errors, 0 warnings; 0 conversations with tools, 0 calls, "
+        f"checked 1 file ({src}: dolly): 3 rows, 1 with errors, 0 warnings; 0 conversations with tools, 0 calls, "
         "0 thoughts; token counts need --tokenizer DIR",
     ]
     assert "warning: format plugin failed to load: broken_example" in proc.stderr

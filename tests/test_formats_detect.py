@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BUILTIN_FORMATS
 from test_formats_glaive import glaive_record
 from test_formats_hermes import hermes_record
 from test_formats_sharegpt import llamafactory_record
@@ -44,7 +45,7 @@ def test_detects_each_format(tmp_path: Path, records: list[Any], expected: str) 
 
 def test_builtins_are_registered_through_the_hook() -> None:
     reg = build_registry(entry_points=False)
-    assert reg.names() == ["seed", "openai", "sharegpt", "glaive", "xlam", "hermes"]
+    assert reg.names() == BUILTIN_FORMATS
     assert set(reg.origins.values()) == {"builtin"}
     assert reg.plugin_manager is not None and reg.plugin_manager.get_plugin("builtin") is not None
     assert "builtin" in get_registry().origins.values()
@@ -55,7 +56,8 @@ def test_no_format_matches(tmp_path: Path) -> None:
     assert scanned.format is None and scanned.rows == []
     assert [str(p) for p in scanned.problems] == [
         "pc.jsonl: no known format reads every record (1 record checked; keys of the first record: prompt, completion). "
-        "Known formats: seed, openai, sharegpt, glaive, xlam, hermes; force one with --format NAME (check/render) or "
+        "Known formats: seed, openai, sharegpt, glaive, xlam, hermes, llamafactory_v1, swift, alpaca, query_response, "
+        "preference; force one with --format NAME (check/render) or "
         "`minicpm3_format: NAME` (training config), or add a format plugin (entry-point group minicpm_plugin.formats) "
         "[no-format]"
     ]
@@ -94,11 +96,11 @@ def test_several_formats_match(tmp_path: Path) -> None:
 def test_forcing_unknown_format_and_aliases(tmp_path: Path) -> None:
     path = write(tmp_path, [llamafactory_record()])
     assert scan_file(path, format="LLaMAFactory").format == "sharegpt"
-    scanned = scan_file(path, file="x.jsonl", format="alpaca")
+    scanned = scan_file(path, file="x.jsonl", format="dolly")
     assert [str(p) for p in scanned.problems] == [
-        "x.jsonl: unknown format 'alpaca'; known formats: seed, openai, sharegpt, glaive, xlam, hermes [no-format]"]
+        f"x.jsonl: unknown format 'dolly'; known formats: {', '.join(BUILTIN_FORMATS)} [no-format]"]
     with pytest.raises(FormatLookupError):
-        get_registry().get("alpaca")
+        get_registry().get("dolly")
 
 
 def test_forced_format_reports_records_it_cannot_read(tmp_path: Path) -> None:
@@ -131,7 +133,7 @@ def test_docs_cover_every_code_and_format_and_the_plugin_example_works() -> None
     namespace: dict[str, Any] = {}
     exec(compile(example, "data_formats.md", "exec"), namespace)
     (fmt,) = namespace["minicpm_plugin_formats"]()
-    record = {"instruction": "Add", "input": "1+1", "output": "2"}
+    record = {"instruction": "Add", "context": "1+1", "response": "2", "category": "closed_qa"}
     assert fmt.detect(record) == MATCH
     conv, issues = canonicalize(fmt.convert(record))
     assert issues == [] and conv["messages"][0]["content"] == "Add\n\n1+1"

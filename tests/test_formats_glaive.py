@@ -88,3 +88,24 @@ def test_broken_glaive_records(tmp_path: Path) -> None:
         "glaive.jsonl:3: messages[2] (from chat (turn 2, FUNCTION RESPONSE)): tool result with no preceding call: a tool "
         "message must follow an assistant turn with tool_calls (one result per call) [orphan-tool-result]",
     ]
+
+
+def test_glaive_on_one_line(tmp_path: Path) -> None:
+    one_line = glaive_record()
+    one_line["system"] = one_line["system"].replace("\n", " ")
+    one_line["chat"] = " ".join(one_line["chat"].split("\n\n\n")).strip()
+    assert "\n" not in one_line["chat"]
+    scanned = scan(tmp_path, [one_line, glaive_record()])
+    assert scanned.problems == []
+    assert scanned.rows[0].conversation == scanned.rows[1].conversation
+
+
+def test_a_marker_inside_a_multi_line_turn_is_text(tmp_path: Path) -> None:
+    record = {"system": "SYSTEM: You are helpful.",
+              "chat": "USER: What does the label ASSISTANT: mean in a transcript?\n\n\n"
+                      "ASSISTANT: It marks who speaks. <|endoftext|>\n"}
+    scanned = scan(tmp_path, [record])
+    assert scanned.problems == []
+    assert scanned.rows[0].conversation["messages"][1:] == [
+        {"role": "user", "content": "What does the label ASSISTANT: mean in a transcript?"},
+        {"role": "assistant", "content": "It marks who speaks."}]

@@ -13,10 +13,13 @@ from strategies import arguments, text, tool
 from minicpm_plugin.chat import Part, parse_assistant, render_conversation
 from minicpm_plugin.formats import canonicalize, get_registry
 from minicpm_plugin.formats.base import Converted
+from minicpm_plugin.formats.refuse import placeholders
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-clean = text.map(str.strip).filter(lambda s: s != "" and "<think>" not in s and "</think>" not in s and "<tool" not in s)
+# Media placeholders (<image>, <audio>, <video>) are refused by design (tests/test_formats_refusals.py).
+clean = text.map(str.strip).filter(lambda s: s != "" and "<think>" not in s and "</think>" not in s and "<tool" not in s
+                                   and not placeholders(s))
 
 
 @st.composite

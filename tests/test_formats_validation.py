@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from minicpm_plugin.formats import CODES, canonicalize, scan_file
+from minicpm_plugin.formats.markup import LAYOUT
 
 W = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -40,7 +41,13 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("non-string content", {"messages": [U, {"role": "assistant", "content": 3}]},
      "messages[1].content", "must be a string, got number", "bad-content"),
     ("image part", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, A]},
-     "messages[0].content[0]", "content part of type 'image_url' is not supported; MiniCPM3 is text-only", "bad-content"),
+     "messages[0].content[0]", "content part of type 'image_url' is not supported; MiniCPM3 is text-only", "multimodal"),
+    ("unknown part", {"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}, A]},
+     "messages[0].content[0]", "content part of type 'file' is not supported; only text parts ({\"type\": \"text\", "
+     '"text": ...}) are read here', "bad-content"),
+    ("image placeholder", {"messages": [{"role": "user", "content": "<image>What is this?"}, A]},
+     "messages[0].content", "contains the <image> placeholder of multimodal data; MiniCPM3 is text-only, so the medium "
+     "it stands for cannot be trained", "multimodal"),
     ("no assistant", {"messages": [U]},
      "messages", "no assistant turn to train; add the assistant's reply", "no-assistant-turn"),
     ("no messages", {"messages": []},
@@ -50,9 +57,6 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("unknown function", {"messages": [U, call("get_wether"), T, A], "tools": [W]},
      "messages[1].tool_calls[0].function.name", "tool call to 'get_wether', which is not in tools (declared: get_weather)",
      "unknown-function"),
-    ("call without tools", {"messages": [U, call(), T, A]},
-     "messages[1].tool_calls[0].function.name",
-     "tool call to 'get_weather', but the conversation declares no tools; add get_weather's schema to tools", "unknown-function"),
     ("arguments not an object", {"messages": [U, call(args="[1, 2]"), T, A], "tools": [W]},
      "messages[1].tool_calls[0].function.arguments", "arguments must be a JSON object of name: value pairs, got list",
      "bad-arguments"),
@@ -108,9 +112,9 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("chat marker in text", {"messages": [{"role": "user", "content": "hi<|im_end|>"}, A]},
      "messages[0].content", "contains <|im_end|>, which would be read as part of the chat format, not as text; remove it",
      "special-token"),
-    ("call marker in assistant text", {"messages": [U, {"role": "assistant", "content": "<|tool_call_start|>x"}]},
-     "messages[1].content", "contains <|tool_call_start|>, which would be read as part of the chat format, not as text; "
-     "remove it", "special-token"),
+    ("unreadable call markup", {"messages": [U, {"role": "assistant", "content": "<|tool_call_start|>x"}]},
+     "messages[1].content", "MiniCPM3 markup that the strict parser cannot read: tool-call block is not closed with "
+     "<|tool_call_end|>: 'x'; write the turn as " + LAYOUT, "bad-call-markup"),
     ("schema the renderer rejects", {"messages": [U, A], "tools": [tool(parameters={"type": "object", "properties": {"x": {"type": "float"}}})]},
      "tools[0].function.parameters.properties.x.type", "MiniCPM3's format cannot render this: unknown JSON-schema type "
      "'float'; use one of string, number, integer, boolean, null, array, object (or a list of them)", "render-error"),
@@ -125,6 +129,14 @@ RULES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("calls on a user turn", {"messages": [dict(U, tool_calls=[{}]), A]},
      "messages[0].tool_calls", "only assistant messages can have tool_calls", "bad-field"),
     # warnings: reported, the conversation is kept
+    ("call without tools", {"messages": [U, call(), T, A]},
+     "messages[1].tool_calls", "calls get_weather in a conversation that declares no tools: trained as written "
+     "(MiniCPM3's template renders calls without tools); add the functions to tools so that the model sees their "
+     "schemas", "calls-without-tools"),
+    ("respelled markup", {"messages": [U, {"role": "assistant", "content": "<|tool_call_start|>\n```python\n"
+                                            "get_weather(city='Paris')\n```\n<|tool_call_end|>\n"}, T, A], "tools": [W]},
+     "messages[1].content", "MiniCPM3 markup read as 1 call; it is rendered with a different spelling (first "
+     "difference: \"get_weather(city='Paris')\" -> 'get_weather(city=\"Paris\")')", "markup-respelled"),
     ("undeclared argument", {"messages": [U, call(args='{"city": "Paris", "days": 3}'), T, A], "tools": [W]},
      "messages[1].tool_calls[0].function.arguments", "argument 'days' is not a parameter of get_weather (parameters: city)",
      "unknown-argument"),
@@ -148,7 +160,7 @@ def test_rule(conversation: dict[str, Any], path: str, message: str, code: str) 
 
 def test_every_row_level_code_is_exercised() -> None:
     file_level = {"unreadable-file", "no-format", "several-formats", "invalid-json", "not-utf8", "not-an-object",
-                  "wrong-format", "bad-record", "over-length"}
+                  "wrong-format", "bad-record", "over-length", "preference-data"}
     assert set(CODES) - file_level == {r[4] for r in RULES}
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from minicpm_plugin.integration.validate import validate_recipe
 from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES
-from minicpm_plugin.tools.convert_script import convert_script
+from minicpm_plugin.tools.convert import convert_script
 from minicpm_plugin.tools.recipes import RecipeError, load_recipe
 from minicpm_plugin.tools.smoke import (
     _failure_reason,
@@ -78,7 +78,7 @@ def test_validation_catches_wrong_keys(repo_cwd):
         validate_recipe({**raw, "micro_batch_size": "two"}, "types.yml")
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "tests" / "fixtures" / "convert_script").glob("*.sh")),
+@pytest.mark.parametrize("script", sorted((ROOT / "tests" / "fixtures" / "convert_script").rglob("*.sh")),
                          ids=lambda p: p.stem)
 def test_converted_scripts_pass_validation_with_the_plugin(script, repo_cwd):
     recipe = yaml.safe_load(convert_script(script.read_text(encoding="utf-8"), script.name).to_yaml())

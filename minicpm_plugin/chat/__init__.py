@@ -1,10 +1,10 @@
 """The MiniCPM3 chat and tool-call format: render and parse. Pure Python (no torch, no axolotl)."""
 
+from minicpm_plugin.chat.calls import CallError, call_arguments
 from minicpm_plugin.chat.errors import FormatError, ToolCallParseError
 from minicpm_plugin.chat.literals import encode_literal
 from minicpm_plugin.chat.parse import parse_assistant, parse_calls
 from minicpm_plugin.chat.render import (
-    call_arguments,
     render_assistant_turn,
     render_chat,
     render_conversation,
@@ -17,6 +17,7 @@ __all__ = [
     "ASSISTANT_TRAINABLE",
     "CHAT_TEMPLATE",
     "CHAT_TEMPLATE_PYTHON",
+    "CallError",
     "GENERATION_PROMPT",
     "LITERAL_STYLES",
     "FormatError",

@@ -6,10 +6,10 @@ step can label tokens from one render and one tokenizer call, without re-renderi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from minicpm_plugin.chat.calls import call_arguments
 from minicpm_plugin.chat.errors import FormatError
 from minicpm_plugin.chat.literals import encode_literal
 from minicpm_plugin.chat.spans import Part, Rendered, Span
@@ -53,37 +53,6 @@ def _text(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise FormatError(f"must be a string, got {type(value).__name__}", path)
     return value
-
-
-def call_arguments(call: Mapping[str, Any], path: str) -> tuple[str, dict[str, Any]]:
-    """Name and arguments of one tool call in OpenAI shape ({"function": {...}}) or flat shape.
-
-    Arguments given as a JSON string (OpenAI's wire format) are parsed with Python's `json`, so values
-    reach the text exactly as written (no Arrow or float round trip).
-    """
-    if not isinstance(call, Mapping):
-        raise FormatError("a tool call must be an object with 'function': {'name', 'arguments'}", path)
-    if "function" in call:
-        call, path = call["function"], f"{path}.function"
-        if not isinstance(call, Mapping):
-            raise FormatError("'function' must be an object with 'name' and 'arguments'", path)
-    name = call.get("name")
-    if not isinstance(name, str) or not name:
-        raise FormatError("a tool call needs a non-empty string 'name'", f"{path}.name")
-    args = call.get("arguments", {})
-    if args is None:
-        args = {}
-    if isinstance(args, str):
-        if not args.strip():
-            args = {}
-        else:
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"arguments are not valid JSON ({exc.msg} at char {exc.pos})", f"{path}.arguments") from None
-    if not isinstance(args, Mapping):
-        raise FormatError(f"arguments must be a JSON object, got {type(args).__name__}", f"{path}.arguments")
-    return name, dict(args)
 
 
 def render_calls(tool_calls: Sequence[Any], path: str, literal_style: LiteralStyle = "json") -> str:

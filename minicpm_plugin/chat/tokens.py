@@ -6,7 +6,7 @@ ordinary text (several tokens each) and must never be added to the vocabulary.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 BOS = "<s>"
 EOS_LEGACY = "</s>"
@@ -30,7 +30,7 @@ STOP_TOKENS: tuple[str, ...] = (EOS_LEGACY, IM_END)
 
 #: How call argument values are written: JSON literals (the official template) or Python literals.
 LiteralStyle = Literal["json", "python"]
-LITERAL_STYLES: tuple[str, ...] = ("json", "python")
+LITERAL_STYLES: tuple[str, ...] = get_args(LiteralStyle)
 
 
 def check_literal_style(style: str) -> None:

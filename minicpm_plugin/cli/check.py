@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(args.tokenizer)
         options = LabelOptions(train_last_turn_only=args.train_last_turn_only, train_thought=not args.no_train_thought)
 
-    totals = dict(rows=0, bad=0, with_tools=0, calls=0, thoughts=0, warnings=0, errors=0)
+    totals = dict(rows=0, bad=0, with_tools=0, calls=0, thoughts=0, warnings=0, errors=0, calls_without_tools=0,
+                  respelled=0)
     tokens = dict(total=0, trained=0, over=0, lost=0, trained_in_over=0)
     formats: list[str] = []
     for path in args.files:
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         for p in problems:
             print(p)
         stats = scanned.stats()
-        for key in ("rows", "bad", "with_tools", "calls", "thoughts"):
+        for key in ("rows", "bad", "with_tools", "calls", "thoughts", "calls_without_tools", "respelled"):
             totals[key] += stats[key]
         totals["warnings"] += sum(1 for p in problems if not p.is_error)
         totals["errors"] += sum(1 for p in problems if p.is_error)
@@ -136,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     line = (f"checked {files}: {_n(totals['rows'])} rows, {_n(totals['bad'])} with errors, {_n(totals['warnings'])} "
             f"warnings; {_n(totals['with_tools'])} conversations with tools, {_n(totals['calls'])} calls, "
             f"{_n(totals['thoughts'])} thoughts")
+    if totals["calls_without_tools"]:
+        line += f"; {_n(totals['calls_without_tools'])} conversations with calls but no tools (trained as written)"
+    if totals["respelled"]:
+        line += f"; {_n(totals['respelled'])} assistant turns of MiniCPM3 markup respelled"
     if tokenizer is not None:
         if args.sequence_len:
             line += (f"; {_n(tokens['over'])} rows over {_n(args.sequence_len)} tokens ({_n(tokens['lost'])} tokens "

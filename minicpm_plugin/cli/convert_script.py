@@ -18,9 +18,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Read a `deepspeed ... finetune.py --flags` launch script the way bash does (continuations, "
             "quotes, variables set earlier in the script) and write the equivalent axolotl recipe. A "
-            "'# comment' after a line-continuation backslash makes bash silently drop every later flag: "
-            "it is reported with its line number and the flags are read as the author meant. Flags "
-            "without an axolotl equivalent are listed."
+            "'# comment' after a line-continuation backslash (with one space or two), a comment line "
+            "inside the command, or a `use_lora \\` line without dashes makes bash run something else than "
+            "the author meant: the flags are read as the author meant, with a warning per line saying "
+            "what bash does instead. Flags without an axolotl equivalent are listed."
         ),
     )
     parser.add_argument("script", metavar="SCRIPT.sh", help="the launch script")
@@ -50,15 +51,19 @@ def _variables(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Convert `args.script`, print warnings and unconverted flags on stderr."""
-    from minicpm_plugin.tools.convert_script import ScriptError, convert_script
+    from minicpm_plugin.tools.convert import ScriptError, convert_script, decode_script
 
     path = Path(args.script)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = decode_script(data, str(path))
+    except ScriptError as exc:
+        raise UserError(str(exc)) from None
     base_dir = args.base_dir if args.base_dir is not None else str(path.parent)
     try:
         conv = convert_script(text, str(path), _variables(args.var), base_dir=base_dir)
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"{out}: cannot write: {exc.strerror}") from None
         print(f"wrote {out} ({len(conv.recipe)} keys, {len(conv.warnings)} warning(s), "
-              f"{len(conv.unmapped)} flag(s) not converted)", file=sys.stderr)
+              f"{len(conv.unmapped)} flag(s) not converted); train with: {conv.train_command(str(out))}",
+              file=sys.stderr)
     else:
         sys.stdout.write(recipe)
     return 0

@@ -95,8 +95,13 @@ def reject_constant(name: str) -> Any:
 
 
 def loads(text: str) -> Any:
-    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written."""
-    return json.loads(text, parse_constant=reject_constant)
+    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written.
+
+    JSON nested too deeply for Python's parser raises ValueError too (never RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def jsonable(value: Any, path: str) -> Any:
@@ -173,3 +178,56 @@ def is_message_list(value: Any, role_key: str, content_key: str) -> bool:
         and all(isinstance(m, Mapping) and role_key in m for m in value)
         and any(content_key in m for m in value)
     )
+
+
+#: Python type names used as JSON-schema ``type`` (xLAM, BFCL, LLaMA-Factory data) and their JSON-schema
+#: equivalents; ``any`` has none, so its ``type`` is dropped (a schema without a type accepts any value).
+PYTHON_SCHEMA_TYPES: dict[str, str | None] = {
+    "dict": "object", "str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+    "tuple": "array", "any": None,
+}
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def python_schema_types(schema: Any, depth: int = 0) -> Any:
+    """``schema`` with Python type names (``"dict"``, ``"str"``, ``"float"``, ``"any"``...) replaced by JSON-schema
+    types, in every nested schema (properties, items, additionalProperties, anyOf/oneOf/allOf). Other values,
+    unknown type names included, are kept for the checks to report."""
+    if not isinstance(schema, Mapping) or depth > 64:
+        return schema
+    out = dict(schema)
+    kind = out.get("type")
+    if isinstance(kind, str) and kind.lower() in PYTHON_SCHEMA_TYPES:
+        mapped = PYTHON_SCHEMA_TYPES[kind.lower()]
+        if mapped is None:
+            del out["type"]
+        else:
+            out["type"] = mapped
+    elif isinstance(kind, list) and any(isinstance(k, str) and k.lower() in PYTHON_SCHEMA_TYPES for k in kind):
+        mapped_list = [PYTHON_SCHEMA_TYPES.get(k.lower(), k) if isinstance(k, str) else k for k in kind]
+        if None in mapped_list:
+            del out["type"]
+        else:
+            out["type"] = list(dict.fromkeys(mapped_list))
+    if isinstance(out.get("properties"), Mapping):
+        out["properties"] = {k: python_schema_types(v, depth + 1) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = python_schema_types(out[key], depth + 1)
+        elif key == "items" and isinstance(out.get(key), list):
+            out[key] = [python_schema_types(v, depth + 1) for v in out[key]]
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [python_schema_types(v, depth + 1) for v in out[key]]
+    return out
+
+
+def tool_with_schema_types(tool: Any) -> Any:
+    """A tool (flat or OpenAI-wrapped) whose ``parameters`` use JSON-schema type names (see `python_schema_types`)."""
+    if not isinstance(tool, Mapping):
+        return tool
+    fn = tool.get("function") if "function" in tool else tool
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("parameters"), Mapping):
+        return tool
+    fn = dict(fn, parameters=python_schema_types(fn["parameters"]))
+    return dict(tool, function=fn) if "function" in tool else fn

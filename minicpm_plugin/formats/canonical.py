@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from minicpm_plugin.chat import CallError, call_arguments
 from minicpm_plugin.chat.spans import Rendered
 from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS, LiteralStyle
-from minicpm_plugin.formats.base import as_call, as_tool, loads
+from minicpm_plugin.formats.markup import LAYOUT, Markup, MarkupError, has_markup, read_markup
 from minicpm_plugin.formats.problems import CODES
+from minicpm_plugin.formats.refuse import MEDIA_CODE, MEDIA_PART_TYPES, TEXT_ONLY, placeholders
+from minicpm_plugin.formats.tool_checks import ToolChecks, short_list, type_name
 
 ROLES = ("system", "user", "assistant", "tool")
 #: Other role names accepted in canonical conversations: OpenAI's legacy ``function`` results and
@@ -26,7 +29,6 @@ ROLE_ALIASES = {"function": "tool", "developer": "system"}
 THOUGHT_KEYS = ("thought", "reasoning_content", "reasoning")
 
 _THINK = re.compile(r"\A\s*<think>(.*?)</think>", re.S)
-_FUNCTION_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
 
 
 @dataclass(frozen=True)
@@ -42,104 +44,24 @@ class Issue:
         return CODES.get(self.code, ("error", ""))[0]
 
 
-def _type(value: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null", int: "number",
-            float: "number"}.get(
-        type(value), type(value).__name__
-    )
+def _part_text(part: Any) -> str | None:
+    """The text of a text content part (``text`` as in OpenAI, ``value`` as in LLaMA-Factory v1), else None."""
+    if not isinstance(part, Mapping) or part.get("type", "text") != "text":
+        return None
+    text = part.get("text", part.get("value"))
+    return text if isinstance(text, str) else None
 
 
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    return shown or "none"
+def _text_parts(value: list[Any]) -> bool:
+    return bool(value) and all(_part_text(p) is not None for p in value)
 
 
-class _Canonicalizer:
+class _Canonicalizer(ToolChecks):
     def __init__(self) -> None:
         self.issues: list[Issue] = []
 
     def add(self, path: str, message: str, code: str) -> None:
         self.issues.append(Issue(path, message, code))
-
-    # -- tools ---------------------------------------------------------------------------------
-    def tools(self, tools: Any) -> list[dict[str, Any]] | None:
-        if isinstance(tools, str):
-            try:
-                tools = loads(tools) if tools.strip() else None
-            except ValueError as exc:
-                self.add("tools", f"is a string but not valid JSON ({getattr(exc, 'msg', exc)})", "bad-tools")
-                return None
-        if tools is None or tools == []:
-            return None
-        if not isinstance(tools, list):
-            self.add("tools", f"must be a list of tools, got {_type(tools)}", "bad-tools")
-            return None
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for i, tool in enumerate(tools):
-            path = f"tools[{i}]"
-            tool = as_tool(tool)
-            if not isinstance(tool, Mapping):
-                self.add(path, f"must be an object like {{\"type\": \"function\", \"function\": {{...}}}}, got {_type(tool)}", "bad-tools")
-                continue
-            if tool.get("type", "function") != "function":
-                self.add(f"{path}.type", f"tool type {tool.get('type')!r} is not supported; MiniCPM3 only has function tools", "bad-tools")
-                continue
-            fn = tool.get("function")
-            if not isinstance(fn, Mapping):
-                self.add(f"{path}.function", "must be an object with name, description and parameters", "bad-tools")
-                continue
-            fpath = f"{path}.function"
-            name = fn.get("name")
-            if not isinstance(name, str) or not name:
-                self.add(f"{fpath}.name", "a function needs a non-empty string name", "bad-function-name")
-                continue
-            self.function_name(name, f"{fpath}.name")
-            if name in seen:
-                self.add(f"{fpath}.name", f"function {name!r} is declared twice in tools", "duplicate-function")
-            seen.add(name)
-            if "description" in fn and not isinstance(fn["description"], (str, type(None))):
-                self.add(f"{fpath}.description", f"must be a string, got {_type(fn['description'])}", "bad-tool-schema")
-            self.parameters(fn.get("parameters"), f"{fpath}.parameters")
-            out.append({"type": "function", "function": dict(fn)})
-        return out
-
-    def function_name(self, name: str, path: str) -> None:
-        if not _FUNCTION_NAME.match(name):
-            self.add(path, f"function name {name!r} is not a Python identifier, so MiniCPM3 could not write a call to it "
-                     "as name(arg=value); rename it (letters, digits and _)", "bad-function-name")
-        elif "." in name:
-            self.add(path, f"function name {name!r} contains dots: its stub `def {name}(...)` is not valid Python and "
-                     "parsers other than minicpm_plugin's may not read calls to it", "dotted-function-name")
-
-    def parameters(self, params: Any, path: str) -> None:
-        if params is None:
-            return
-        fix = 'write it as {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}'
-        if not isinstance(params, Mapping):
-            self.add(path, f"must be a JSON-schema object, got {_type(params)}; {fix}", "bad-tool-schema")
-            return
-        if not params:
-            return
-        if "type" in params and params["type"] != "object":
-            self.add(f"{path}.type", f"must be \"object\", got {json.dumps(params['type'], ensure_ascii=False)}; {fix}", "bad-tool-schema")
-            return
-        if "type" not in params and "properties" not in params:
-            self.add(path, f"is not a JSON-schema object (no \"type\": \"object\" and no \"properties\"); {fix}", "bad-tool-schema")
-            return
-        props = params.get("properties", {})
-        if not isinstance(props, Mapping):
-            self.add(f"{path}.properties", f"must be an object mapping parameter names to schemas, got {_type(props)}", "bad-tool-schema")
-            return
-        for pname, spec in props.items():
-            if not isinstance(spec, Mapping):
-                self.add(f"{path}.properties.{pname}", f"must be a JSON schema (an object such as {{\"type\": \"string\"}}), got {_type(spec)}", "bad-tool-schema")
-            if not pname.isidentifier():
-                self.add(f"{path}.properties.{pname}", f"parameter name {pname!r} is not a Python identifier, so MiniCPM3 "
-                         "could not pass it as name=value; rename it (letters, digits and _)", "bad-argument-name")
-        required = params.get("required", [])
-        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-            self.add(f"{path}.required", "must be a list of parameter names", "bad-tool-schema")
 
     # -- messages ------------------------------------------------------------------------------
     def content(self, msg: Mapping[str, Any], role: str, path: str, optional: bool) -> str | None:
@@ -150,52 +72,68 @@ class _Canonicalizer:
             self.add(f"{path}.content", f"a {role} message {what}; give it a string", "bad-content")
             return None
         content = msg["content"]
-        if isinstance(content, list):  # OpenAI content parts
+        if role == "tool" and (isinstance(content, Mapping) or (isinstance(content, list) and not _text_parts(content))):
+            return self.tool_result(content, f"{path}.content")
+        if isinstance(content, list):  # content parts: {"type": "text", "text" | "value": ...}
             texts = []
             for j, part in enumerate(content):
-                if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                else:
-                    kind = part.get("type") if isinstance(part, Mapping) else _type(part)
-                    self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; MiniCPM3 is text-only", "bad-content")
+                text = _part_text(part)
+                if text is None and isinstance(part, Mapping) and part.get("type", "text") == "text":
+                    self.add(f"{path}.content[{j}]", 'a text part needs a string "text" (or "value")', "bad-content")
                     return None
+                if text is None:
+                    kind = part.get("type") if isinstance(part, Mapping) else type_name(part)
+                    if kind in MEDIA_PART_TYPES:
+                        self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; {TEXT_ONLY}",
+                                 MEDIA_CODE)
+                    else:
+                        self.add(f"{path}.content[{j}]", f"content part of type {kind!r} is not supported; only text "
+                                 'parts ({"type": "text", "text": ...}) are read here', "bad-content")
+                    return None
+                texts.append(text)
             return "".join(texts)
         if not isinstance(content, str):
-            self.add(f"{path}.content", f"must be a string, got {_type(content)}", "bad-content")
+            self.add(f"{path}.content", f"must be a string, got {type_name(content)}", "bad-content")
             return None
         return content
 
+    def tool_result(self, value: Any, path: str) -> str | None:
+        """A tool result given as a JSON object or list: its JSON text (``ensure_ascii=False``)."""
+        media = [j for j, p in enumerate(value) if isinstance(p, Mapping) and p.get("type") in MEDIA_PART_TYPES] \
+            if isinstance(value, list) else []
+        if media:
+            self.add(f"{path}[{media[0]}]", f"content part of type {value[media[0]]['type']!r} is not supported; "
+                     f"{TEXT_ONLY}", MEDIA_CODE)
+            return None
+        try:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.add(path, f"a tool result that is not a string must be a JSON value ({exc})", "bad-content")
+            return None
+
     def call(self, call: Any, path: str) -> dict[str, Any] | None:
-        call = as_call(call)
-        if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
-            self.add(path, 'a tool call must be an object like {"type": "function", "function": {"name": ..., "arguments": {...}}}', "bad-tool-call")
-            return None
-        fn = call["function"]
-        name = fn.get("name")
-        if not isinstance(name, str) or not name:
-            self.add(f"{path}.function.name", "a tool call needs a non-empty string function name", "bad-tool-call")
-            return None
-        args = fn.get("arguments", {})
-        apath = f"{path}.function.arguments"
-        if args is None:
-            args = {}
-        if isinstance(args, str):
-            if not args.strip():
-                args = {}
+        try:
+            name, args = call_arguments(call, path, allow_nan=False)
+        except CallError as exc:
+            flat = isinstance(call, Mapping) and "function" not in call
+            if exc.kind in ("shape", "function") or (exc.kind == "name" and flat and "name" not in call):
+                self.add(path, 'a tool call must be an object like {"type": "function", "function": {"name": ..., '
+                         '"arguments": {...}}}', "bad-tool-call")
+            elif exc.kind == "name":
+                self.add(f"{path}.function.name", "a tool call needs a non-empty string function name", "bad-tool-call")
+            elif exc.kind == "json":
+                self.add(f"{path}.function.arguments", f"arguments are not valid JSON ({exc.detail}); write a JSON "
+                         'object such as {"city": "Paris"}', "bad-arguments")
             else:
-                try:
-                    args = loads(args)
-                except ValueError as exc:
-                    self.add(apath, f"arguments are not valid JSON ({getattr(exc, 'msg', exc)}); write a JSON object such as {{\"city\": \"Paris\"}}", "bad-arguments")
-                    return None
-        if not isinstance(args, Mapping):
-            self.add(apath, f"arguments must be a JSON object of name: value pairs, got {_type(args)}", "bad-arguments")
+                self.add(f"{path}.function.arguments", "arguments must be a JSON object of name: value pairs, got "
+                         f"{type_name(exc.value)}", "bad-arguments")
             return None
+        apath = f"{path}.function.arguments"
         for key in args:
             if not isinstance(key, str) or not key.isidentifier():
                 self.add(apath, f"argument name {key!r} is not a Python identifier, so MiniCPM3 cannot write the call as "
                          f"{name}({key}=...); rename it in the data and in the tool's schema", "bad-argument-name")
-        out: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": dict(args)}}
+        out: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": args}}
         if isinstance(call.get("id"), str):
             out["id"] = call["id"]
         return out
@@ -203,7 +141,7 @@ class _Canonicalizer:
     def message(self, msg: Any, i: int) -> dict[str, Any] | None:
         path = f"messages[{i}]"
         if not isinstance(msg, Mapping):
-            self.add(path, f"a message must be an object with role and content, got {_type(msg)}", "bad-content")
+            self.add(path, f"a message must be an object with role and content, got {type_name(msg)}", "bad-content")
             return None
         role = msg.get("role")
         role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
@@ -227,7 +165,7 @@ class _Canonicalizer:
                     if isinstance(msg[key], str):
                         out[key] = msg[key]
                     else:
-                        self.add(f"{path}.{key}", f"must be a string, got {_type(msg[key])}", "bad-field")
+                        self.add(f"{path}.{key}", f"must be a string, got {type_name(msg[key])}", "bad-field")
         self.train_flag(msg, out, path)
         return out
 
@@ -243,7 +181,7 @@ class _Canonicalizer:
             cpath = f"{path}.tool_calls"
         calls: list[dict[str, Any]] = []
         if raw_calls is not None and not isinstance(raw_calls, list):
-            self.add(cpath, f"must be a list of tool calls, got {_type(raw_calls)}", "bad-tool-call")
+            self.add(cpath, f"must be a list of tool calls, got {type_name(raw_calls)}", "bad-tool-call")
             ok = False
         else:
             for j, raw in enumerate(raw_calls or []):
@@ -258,7 +196,7 @@ class _Canonicalizer:
                 thought, tkey = msg[key], key
                 break
         if thought is not None and not isinstance(thought, str):
-            self.add(f"{path}.{tkey}", f"must be a string, got {_type(thought)}", "bad-field")
+            self.add(f"{path}.{tkey}", f"must be a string, got {type_name(thought)}", "bad-field")
             ok = False
         if isinstance(content, str) and content.lstrip().startswith("<think>"):
             m = _THINK.match(content)
@@ -270,6 +208,13 @@ class _Canonicalizer:
                 ok = False
             else:
                 thought, content = m.group(1).strip(), content[m.end():].lstrip()
+        if ok and isinstance(content, str) and has_markup(content):
+            read = self.markup(content, path, thought_key=(tkey or "<think> block") if thought else None,
+                               has_calls=bool(raw_calls))
+            if read is None:
+                return None
+            content, calls = read.content, [c for c in (self.call(x, f"{path}.content") for x in read.calls) if c]
+            thought = read.thought if read.thought is not None else thought
         if content is None or not ok:
             return None
         out["content"] = content
@@ -279,6 +224,27 @@ class _Canonicalizer:
             out["tool_calls"] = calls
         self.train_flag(msg, out, path)
         return out
+
+    def markup(self, content: str, path: str, *, thought_key: str | None, has_calls: bool) -> Markup | None:
+        """MiniCPM3 thought/call markup in assistant text, read with the strict parser (see formats.markup)."""
+        cpath = f"{path}.content"
+        try:
+            read = read_markup(content)
+        except MarkupError as exc:
+            self.add(cpath, f"MiniCPM3 markup that the strict parser cannot read: {exc}; write the turn as {LAYOUT}",
+                     "bad-call-markup")
+            return None
+        if has_calls and read.calls:
+            self.add(cpath, "has a MiniCPM3 call block and also tool_calls; keep one", "bad-field")
+            return None
+        if thought_key and read.thought:
+            self.add(cpath, f"has a MiniCPM3 thought block and also a {thought_key}; keep one", "bad-field")
+            return None
+        if read.respelled:
+            written, rendered = read.respelled
+            self.add(cpath, f"MiniCPM3 markup read as {read.describe()}; it is rendered with a different spelling "
+                     f"(first difference: {written!r} -> {rendered!r})", "markup-respelled")
+        return read
 
     def train_flag(self, msg: Mapping[str, Any], out: dict[str, Any], path: str) -> None:
         if "train" in msg and msg["train"] is not None:
@@ -304,6 +270,8 @@ class _Canonicalizer:
         elif all(m.get("train") is False for m in assistants):
             self.add("messages", 'every assistant turn has "train": false, so nothing would be trained', "no-assistant-turn")
         pending: list[dict[str, Any]] = []  # calls of the latest assistant turn not answered yet
+        undeclared: dict[str, None] = {}  # functions called in a conversation that declares no tools
+        first_call = ""
         for i, m in enumerate(messages):
             path = f"messages[{i}]"
             role = m["role"]
@@ -314,7 +282,10 @@ class _Canonicalizer:
                     extra = " (only a thought)" if m.get("thought") else ""
                     self.add(path, f"assistant turn has neither content nor tool calls{extra}; give it a reply or "
                              "calls, or remove the turn", "empty-assistant-turn")
-                for j, call in enumerate(calls):
+                if calls and not declared:
+                    first_call = first_call or f"{path}.tool_calls"
+                    undeclared.update((c["function"]["name"], None) for c in calls)
+                for j, call in enumerate(calls if declared else ()):
                     self.check_call(call, declared, f"{path}.tool_calls[{j}].function")
                 pending = list(calls)
             elif role == "tool":
@@ -327,21 +298,23 @@ class _Canonicalizer:
                 if call_id is not None and any(ids):
                     if call_id not in ids:
                         self.add(f"{path}.tool_call_id", f"{call_id!r} matches no unanswered call of the preceding "
-                                 f"assistant turn (ids: {_names([str(x) for x in ids])})", "orphan-tool-result")
+                                 f"assistant turn (ids: {short_list([str(x) for x in ids])})", "orphan-tool-result")
                         continue
                     pending.pop(ids.index(call_id))
                 else:
                     pending.pop(0)
             else:
                 pending = []
+        if undeclared:
+            names = list(undeclared)
+            self.add(first_call, f"calls {short_list(names)} in a conversation that declares no tools: trained as written "
+                     "(MiniCPM3's template renders calls without tools); add the functions to tools so that the model "
+                     "sees their schemas", "calls-without-tools")
 
     def check_call(self, call: dict[str, Any], declared: dict[str, Mapping[str, Any]], path: str) -> None:
         name, args = call["function"]["name"], call["function"]["arguments"]
         if name not in declared:
-            if declared:
-                msg = f"tool call to {name!r}, which is not in tools (declared: {_names(list(declared))})"
-            else:
-                msg = f"tool call to {name!r}, but the conversation declares no tools; add {name}'s schema to tools"
+            msg = f"tool call to {name!r}, which is not in tools (declared: {short_list(list(declared))})"
             self.add(f"{path}.name", msg, "unknown-function")
             return
         params = declared[name].get("parameters")
@@ -352,7 +325,7 @@ class _Canonicalizer:
             for key in args:
                 if key not in props:
                     self.add(f"{path}.arguments", f"argument {key!r} is not a parameter of {name} (parameters: "
-                             f"{_names(list(props))})", "unknown-argument")
+                             f"{short_list(list(props))})", "unknown-argument")
         required = params.get("required")
         if isinstance(required, list):
             for key in required:
@@ -362,7 +335,13 @@ class _Canonicalizer:
     def markers(self, m: dict[str, Any], path: str) -> None:
         for key in ("content", "thought"):
             text = m.get(key)
-            if not isinstance(text, str) or "<|" not in text:
+            if not isinstance(text, str):
+                continue
+            media = placeholders(text)
+            if media:
+                self.add(f"{path}.{key}", f"contains the {', '.join(media)} placeholder of multimodal data; {TEXT_ONLY}, "
+                         "so the medium it stands for cannot be trained", MEDIA_CODE)
+            if "<|" not in text:
                 continue
             bad = [t for t in TURN_MARKERS if t in text]
             if m["role"] == "assistant":
@@ -386,10 +365,10 @@ def canonicalize(conversation: Any, *, render_check: bool = True) -> tuple[dict[
     """
     c = _Canonicalizer()
     if not isinstance(conversation, Mapping):
-        return None, [Issue("", f"a conversation must be an object with messages, got {_type(conversation)}", "bad-record")]
+        return None, [Issue("", f"a conversation must be an object with messages, got {type_name(conversation)}", "bad-record")]
     raw = conversation.get("messages")
     if not isinstance(raw, list):
-        return None, [Issue("messages", f"must be a list of messages, got {_type(raw)}", "bad-content")]
+        return None, [Issue("messages", f"must be a list of messages, got {type_name(raw)}", "bad-content")]
     tools = c.tools(conversation.get("tools"))
     messages = [c.message(m, i) for i, m in enumerate(raw)]
     if any(m is None for m in messages) or any(i.severity == "error" for i in c.issues):

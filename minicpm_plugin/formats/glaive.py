@@ -2,7 +2,9 @@
 
 ``system`` is ``SYSTEM: <prompt> -`` followed by one or more function schemas as JSON objects;
 ``chat`` is a sequence of ``USER:``, ``ASSISTANT:`` and ``FUNCTION RESPONSE:`` turns, turns ending
-in ``<|endoftext|>``. A call is ``<functioncall> {"name": "...", "arguments": '{...}'}`` (the
+in ``<|endoftext|>``. A chat with at most one marker at a line start is read in the one-line layout
+(``USER: ... ASSISTANT: ... <|endoftext|> FUNCTION RESPONSE: ...``), where a marker is any
+``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` after whitespace. A call is ``<functioncall> {"name": "...", "arguments": '{...}'}`` (the
 arguments are a JSON string in single quotes, which is not JSON; an object works too).
 """
 
@@ -16,6 +18,8 @@ from typing import Any
 from minicpm_plugin.formats.base import MATCH, NO, Converted, Format, RecordError, as_tool, loads
 
 _TURN = re.compile(r"^(USER|ASSISTANT|FUNCTION RESPONSE):[ \t]?", re.M)
+#: The same markers anywhere after whitespace: Glaive chats re-exported on one line.
+_INLINE_TURN = re.compile(r"(?:^|(?<=\s))(USER|ASSISTANT|FUNCTION RESPONSE):[ \t]?")
 _EOT = "<|endoftext|>"
 _CALL = "<functioncall>"
 _GLAIVE_CALL = re.compile(r'\A\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*\'(.*)\'\s*\}\Z', re.S)
@@ -92,6 +96,8 @@ class GlaiveFormat(Format):
         if not isinstance(chat, str):
             raise RecordError("must be a string of USER:/ASSISTANT: turns", "chat", "bad-content")
         marks = list(_TURN.finditer(chat))
+        if len(marks) <= 1:  # one-line layout: "USER: ... ASSISTANT: ... <|endoftext|> FUNCTION RESPONSE: ..."
+            marks = list(_INLINE_TURN.finditer(chat)) or marks
         if not marks:
             raise RecordError("has no USER:/ASSISTANT: turns", "chat", "bad-content")
         if chat[: marks[0].start()].strip():

@@ -42,7 +42,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from minicpm_plugin.chat.spans import Part, Rendered, Span
 from minicpm_plugin.chat.tokens import LiteralStyle, check_literal_style
@@ -53,9 +53,9 @@ from minicpm_plugin.formats.reader import FileProblem, iter_records
 from minicpm_plugin.formats.scan import RowStream, scan_file
 
 #: Bump when the output of preparation changes for the same input (invalidates prepared files).
-PREPARE_VERSION = "2"
+PREPARE_VERSION = "3"
 OnBadRows = Literal["error", "skip"]
-ON_BAD_ROWS: tuple[str, ...] = ("error", "skip")
+ON_BAD_ROWS: tuple[str, ...] = get_args(OnBadRows)
 #: The parts a prepared row's spans can have; a span stores its part as an index into this tuple.
 SPAN_PARTS: tuple[Part, ...] = (Part.THOUGHT, Part.TOOL_CALLS, Part.CONTENT, Part.END, Part.NEWLINE)
 _PART_CODE = {part: i for i, part in enumerate(SPAN_PARTS)}
@@ -77,6 +77,8 @@ class PreparedDataset:
     calls: int = 0
     thoughts: int = 0
     warnings: int = 0
+    calls_without_tools: int = 0
+    respelled: int = 0
     problems_path: str | None = None
     reused: bool = False
 
@@ -89,6 +91,10 @@ class PreparedDataset:
         text += f"; {self.with_tools} with tools, {self.calls} calls, {self.thoughts} thoughts"
         if self.warnings:
             text += f"; {self.warnings} warnings"
+        if self.calls_without_tools:
+            text += f" ({self.calls_without_tools} conversations with calls but no tools, trained as written)"
+        if self.respelled:
+            text += f" ({self.respelled} assistant turns of MiniCPM3 markup respelled)"
         if self.problems_path:
             text += f"; every problem is listed in {self.problems_path}"
         return text
@@ -280,7 +286,8 @@ def prepare_dataset_file(
     prepared = PreparedDataset(
         source=file, path=str(rows_path), format=counts.format, rows=counts.rows, written=counts.good,
         skipped=dict(counts.skipped), with_tools=counts.with_tools, calls=counts.calls, thoughts=counts.thoughts,
-        warnings=counts.warnings, problems_path=str(problems_path) if counts.problems else None,
+        warnings=counts.warnings, calls_without_tools=counts.warning_codes["calls-without-tools"],
+        respelled=counts.warning_codes["markup-respelled"], problems_path=str(problems_path) if counts.problems else None,
     )
     stats_dict = asdict(prepared)
     stats_dict.pop("reused")
@@ -299,6 +306,7 @@ class _Counts:
     warnings: int = 0
     problems: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    warning_codes: Counter[str] = field(default_factory=Counter)
 
 
 #: Files smaller than this are prepared in one process (starting workers would cost more than it saves).
@@ -376,6 +384,7 @@ def _write_rows(records: Iterator[Any], file: str, format: str, reg: Registry, l
                     errors.append(p)
                 else:
                     counts.warnings += 1
+                    counts.warning_codes[p.code] += 1
             if line is None:
                 counts.skipped[next(p.code for p in problems if p.is_error)] += 1
                 continue

@@ -29,6 +29,7 @@ from minicpm_plugin.formats.reader import (
     parse_records,
     read_bytes,
 )
+from minicpm_plugin.formats.refuse import record_refusals
 
 
 @dataclass
@@ -65,6 +66,7 @@ class ScannedFile:
     rows: list[Row] = field(default_factory=list)
     file_problems: list[Problem] = field(default_factory=list)
     load_errors: list[str] = field(default_factory=list)
+    _stats: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def problems(self) -> list[Problem]:
@@ -82,7 +84,15 @@ class ScannedFile:
         return dict(Counter(r.reason for r in self.rows if not r.ok and r.reason))
 
     def stats(self) -> dict[str, int]:
-        """rows, good, bad, with_tools, calls, thoughts, warnings."""
+        """rows, good, bad, with_tools, calls, thoughts, warnings, calls_without_tools, respelled.
+
+        Computed once (the rows of a scanned file do not change afterwards); callers share the result.
+        """
+        if self._stats is None:
+            self._stats = self._count()
+        return dict(self._stats)
+
+    def _count(self) -> dict[str, int]:
         out = Counter(rows=len(self.rows), good=0, bad=0, with_tools=0, calls=0, thoughts=0)
         for r in self.rows:
             if r.conversation is None:
@@ -93,7 +103,10 @@ class ScannedFile:
             out["with_tools"] += tools
             out["calls"] += calls
             out["thoughts"] += thoughts
-        out["warnings"] = sum(1 for p in self.problems if not p.is_error)
+        warnings = Counter(p.code for p in self.problems if not p.is_error)
+        out["warnings"] = sum(warnings.values())
+        out["calls_without_tools"] = warnings["calls-without-tools"]
+        out["respelled"] = warnings["markup-respelled"]
         return dict(out)
 
 
@@ -126,6 +139,9 @@ def convert_record(fmt: Any, raw: RawRecord, file: str, *, detected: bool = Fals
     if not isinstance(value, Mapping):
         kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
         return Row(file, line, None, [Problem(file, line, "", f"a record must be a JSON object, got {kind}", "not-an-object")])
+    refused = record_refusals(value)
+    if refused:  # preference rows and media: refused by name in any format, never converted and trained partly
+        return Row(file, line, None, [Problem(file, line, path, message, code) for path, message, code in refused])
     recognised = score(fmt, value) != NO
     wrong = Problem(file, line, "", f"this record does not look like {fmt.name}"
                     f"{f' (the format detected from the first {DETECT_SAMPLE} records)' if detected else ''}; its keys: "

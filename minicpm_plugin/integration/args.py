@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+
+from minicpm_plugin.chat.tokens import LiteralStyle
+from minicpm_plugin.formats.prepare import OnBadRows
+from minicpm_plugin.tokenize import OverlongMode
 
 
 class MiniCPM3Args(BaseModel):
     """Input args of `minicpm_plugin.MiniCPM3Plugin`; every key is optional."""
 
-    minicpm3_literal_style: Literal["json", "python"] = Field(
+    minicpm3_literal_style: LiteralStyle = Field(
         default="json",
         json_schema_extra={"description": "How tool-call argument values are written: json (true, null, \"x\": "
                            "MiniCPM3's own template) or python (True, None, 'x': what vLLM's minicpm parser reads "
@@ -20,10 +24,10 @@ class MiniCPM3Args(BaseModel):
         "description": "Train only the last assistant turn of each conversation."})
     minicpm3_train_thought: bool = Field(default=True, json_schema_extra={
         "description": "Keep assistant thoughts (<|thought_start|>...) in the loss."})
-    minicpm3_overlong: Literal["drop", "truncate_turns"] = Field(default="drop", json_schema_extra={
+    minicpm3_overlong: OverlongMode = Field(default="drop", json_schema_extra={
         "description": "Rows longer than sequence_len: drop them, or cut them after the last assistant turn "
                        "that fits. Either way they are counted and reported after preprocessing."})
-    minicpm3_on_bad_rows: Literal["error", "skip"] = Field(default="error", json_schema_extra={
+    minicpm3_on_bad_rows: OnBadRows = Field(default="error", json_schema_extra={
         "description": "Rows that fail validation: refuse to train (error) or skip them, counted by reason."})
     minicpm3_format: str = Field(default="auto", json_schema_extra={
         "description": "Dataset format for minicpm_plugin.strategy datasets without their own `format:` "

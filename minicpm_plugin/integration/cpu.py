@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-_PATCHED = "_minicpm_cpu_patch"
+from minicpm_plugin.utils import patch_once
 
 
 def has_gpu() -> bool:
@@ -87,16 +87,14 @@ def _patch_model_loader_device_map() -> None:
     """Rewrite axolotl's per-rank GPU device map to "cpu" right before the model loader reads it."""
     from axolotl.loaders.model import ModelLoader
 
-    original = ModelLoader._set_device_map_config
-    if getattr(original, _PATCHED, False):
-        return
+    def wrap(original: Any) -> Any:
+        def _set_device_map_config(self: Any) -> None:
+            self.cfg.device_map = cpu_device_map(self.cfg.device_map)
+            original(self)
 
-    def _set_device_map_config(self: Any) -> None:
-        self.cfg.device_map = cpu_device_map(self.cfg.device_map)
-        original(self)
+        return _set_device_map_config
 
-    setattr(_set_device_map_config, _PATCHED, True)
-    ModelLoader._set_device_map_config = _set_device_map_config
+    patch_once(ModelLoader, "_set_device_map_config", wrap)
 
 
 def _patch_deepspeed_all_gather() -> None:
@@ -109,16 +107,14 @@ def _patch_deepspeed_all_gather() -> None:
     """
     from deepspeed.comm.torch import TorchBackend
 
-    original = TorchBackend.all_gather_into_tensor
-    if getattr(original, _PATCHED, False):
-        return
+    def wrap(original: Any) -> Any:
+        def all_gather_into_tensor(self: Any, output_tensor: Any, input_tensor: Any, group: Any = None,
+                                   async_op: bool = False) -> Any:
+            return original(self, output_tensor.detach(), input_tensor.detach(), group=group, async_op=async_op)
 
-    def all_gather_into_tensor(self: Any, output_tensor: Any, input_tensor: Any, group: Any = None,
-                               async_op: bool = False) -> Any:
-        return original(self, output_tensor.detach(), input_tensor.detach(), group=group, async_op=async_op)
+        return all_gather_into_tensor
 
-    setattr(all_gather_into_tensor, _PATCHED, True)
-    TorchBackend.all_gather_into_tensor = all_gather_into_tensor
+    patch_once(TorchBackend, "all_gather_into_tensor", wrap)
 
 
 def _patch_accelerate_deepspeed_backend() -> None:
@@ -131,21 +127,19 @@ def _patch_accelerate_deepspeed_backend() -> None:
     """
     from accelerate.state import PartialState
 
-    original = PartialState._prepare_backend
-    if getattr(original, _PATCHED, False):
-        return
+    def wrap(original: Any) -> Any:
+        def _prepare_backend(self: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            backend, distributed_type = original(self, *args, **kwargs)
+            import torch.distributed as dist
 
-    def _prepare_backend(self: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        backend, distributed_type = original(self, *args, **kwargs)
-        import torch.distributed as dist
+            if (backend is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+                    and dist.is_available() and dist.is_initialized()):
+                backend = dist.get_backend()
+            return backend, distributed_type
 
-        if (backend is None and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
-                and dist.is_available() and dist.is_initialized()):
-            backend = dist.get_backend()
-        return backend, distributed_type
+        return _prepare_backend
 
-    setattr(_prepare_backend, _PATCHED, True)
-    PartialState._prepare_backend = _prepare_backend
+    patch_once(PartialState, "_prepare_backend", wrap)
 
 
 def _init_gloo_group() -> None:

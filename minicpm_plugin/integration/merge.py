@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from minicpm_plugin.utils import get_logger
+from minicpm_plugin.utils import get_logger, patch_once
 
 LOG = get_logger(__name__)
 
@@ -35,10 +35,8 @@ def keep_trained_tokenizer_on_merge() -> None:
     import axolotl.cli.merge_lora as merge_cli
 
     for module in (merge_cli, sys.modules.get("__main__")):
-        original = getattr(module, "do_merge_lora", None)
-        if original is None or getattr(original, "_minicpm3", False):
-            continue
-        module.do_merge_lora = _wrap(original)
+        if getattr(module, "do_merge_lora", None) is not None:
+            patch_once(module, "do_merge_lora", _wrap)
 
 
 def _wrap(original: Any) -> Any:
@@ -46,5 +44,4 @@ def _wrap(original: Any) -> Any:
         original(cfg=cfg)
         save_trained_tokenizer(cfg)
 
-    do_merge_lora._minicpm3 = True  # type: ignore[attr-defined]
     return do_merge_lora

@@ -8,7 +8,9 @@ We fill in the value transformers' own longrope code derives when it is missing.
 
 from __future__ import annotations
 
-_PATCHED = False
+from typing import Any
+
+from minicpm_plugin.utils import patch_once
 
 
 def fill_rope_factor(config: object) -> None:
@@ -20,16 +22,13 @@ def fill_rope_factor(config: object) -> None:
 
 def apply_transformers_fixes() -> None:
     """Idempotent; called by the plugin, the demo, and the evaluation before loading a model."""
-    global _PATCHED
-    if _PATCHED:
-        return
     from transformers.models.minicpm3.configuration_minicpm3 import MiniCPM3Config
 
-    original_post_init = MiniCPM3Config.__post_init__
+    def wrap(original_post_init: Any) -> Any:
+        def __post_init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original_post_init(self, *args, **kwargs)
+            fill_rope_factor(self)
 
-    def __post_init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        original_post_init(self, *args, **kwargs)
-        fill_rope_factor(self)
+        return __post_init__
 
-    MiniCPM3Config.__post_init__ = __post_init__
-    _PATCHED = True
+    patch_once(MiniCPM3Config, "__post_init__", wrap)
