@@ -391,13 +391,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tokenizer", default=None, help="a tokenizer directory (default: the tiny MiniCPM3 one)")
     p.add_argument("--workdir", default=None, help="keep data and prepared files here (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the results here")
-    p.add_argument("--mode", choices=("memory", "e2e"), default="memory",
+    p.add_argument("--mode", choices=("memory", "e2e", "scale"), default="memory",
                    help="memory: the strategies on rows already in Arrow batches (default); e2e: from the file on "
-                        "disk to the tokenized Arrow dataset (benchmarks/_e2e.py)")
+                        "disk to the tokenized Arrow dataset (benchmarks/_e2e.py); scale: prepare large files, time "
+                        "per row and peak memory (benchmarks/_scale.py)")
+    p.add_argument("--sizes", default="20000,200000", help="scale: rows of each generated file")
+    p.add_argument("--procs", default="1,2", help="scale: prepare processes to try")
     p.add_argument("--vocab", type=int, default=None,
                    help="train a MiniCPM3-style BPE tokenizer of up to this many pieces (default: the tiny one, 3k)")
     args = p.parse_args(argv)
-    if args.mode == "e2e":
+    if args.mode == "scale":
+        import _scale
+
+        with tempfile.TemporaryDirectory(prefix="minicpm3-scale-", dir=args.workdir) as tmp:
+            report = _scale.run_scale([int(x) for x in args.sizes.split(",")], Path(tmp),
+                                      [int(x) for x in args.procs.split(",")])
+    elif args.mode == "e2e":
         report = e2e(args.n, args.n_plain, args.repeats, args.seed, args.sequence_len, args.tokenizer, args.vocab,
                      args.workdir)
     else:
