@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
+from minicpm_plugin.chat.spans import label_spans
 from minicpm_plugin.chat.tokens import LiteralStyle
-from minicpm_plugin.formats.prepare import label_spans
 
 IGNORE_INDEX = -100
 OverlongMode = Literal["drop", "truncate_turns"]

@@ -147,7 +147,8 @@ def test_other_formats_and_load_conversations(tmp_path: Path) -> None:
 
 def test_rows_carry_the_render_and_the_label_spans(tmp_path: Path) -> None:
     from minicpm_plugin.chat import render_conversation
-    from minicpm_plugin.formats.prepare import decode_spans, encode_spans, label_spans, stored_render
+    from minicpm_plugin.chat.spans import label_spans
+    from minicpm_plugin.formats.prepare import decode_spans, encode_spans, stored_render
 
     c = row(None)
     c["messages"].insert(0, {"role": "system", "content": "sys"})

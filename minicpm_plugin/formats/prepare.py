@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from minicpm_plugin.chat.spans import Part, Rendered, Span
+from minicpm_plugin.chat.spans import Part, Rendered, Span, label_spans
 from minicpm_plugin.chat.tokens import LiteralStyle, check_literal_style
 from minicpm_plugin.formats.canonical import conversation_stats
 from minicpm_plugin.formats.manager import Registry, get_registry
@@ -101,14 +101,6 @@ class PreparedDataset:
 
 
 # ---- the row contract ----------------------------------------------------------------------------
-
-def label_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]]) -> list[Span]:
-    """The spans of a render that labelling needs: each assistant turn's thought, calls, content and
-    `<|im_end|>` (none for a message with ``"train": false``), and the `\\n` that ends the turn."""
-    untrained = {i for i, m in enumerate(messages) if m.get("train", True) is False}
-    return [s for s in spans if s.role == "assistant" and s.message_index is not None and (
-        s.part is Part.NEWLINE or (s.is_assistant_output and s.message_index not in untrained))]
-
 
 def encode_spans(spans: Sequence[Span]) -> list[int]:
     """Label spans as a flat list of ints: start, end, message index, part code per span."""
