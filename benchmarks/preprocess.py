@@ -356,7 +356,7 @@ def _ratios(res: Mapping[str, Any]) -> str:
 
 def e2e(n: int = 600, n_plain: int | None = None, repeats: int = 3, seed: int = 0, sequence_len: int = 32768,
         tokenizer_path: str | None = None, vocab: int | None = None, workdir: str | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print, methods: Sequence[str] | None = None) -> dict[str, Any]:
     """The end-to-end mode (benchmarks/_e2e.py): from the file on disk to the tokenized Arrow dataset."""
     import logging
 
@@ -373,7 +373,8 @@ def e2e(n: int = 600, n_plain: int | None = None, repeats: int = 3, seed: int = 
             sets["plain"] = _data.plain_conversations(n if n_plain is None else n_plain, seed)
         log(f"tokenizer: {tokenizer_path or 'MiniCPM3-style BPE (built offline)'}, vocab {len(tokenizer)}; "
             f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}; {repeats} timed repeat(s)")
-        report = _e2e.run_e2e(tokenizer, ours, builtin, sets, wd, repeats, floor_rows, log)
+        report = _e2e.run_e2e(tokenizer, ours, builtin, sets, wd, repeats, floor_rows, log,
+                              methods or _e2e.E2E_METHODS)
         report["vocab"] = len(tokenizer)
         return report
 
@@ -395,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="memory: the strategies on rows already in Arrow batches (default); e2e: from the file on "
                         "disk to the tokenized Arrow dataset (benchmarks/_e2e.py); scale: prepare large files, time "
                         "per row and peak memory (benchmarks/_scale.py)")
+    p.add_argument("--methods", default=None, help="e2e: methods to time, comma-separated (default: all; the floor "
+                   "always runs): ours, ours_np1, ours_np2, axolotl")
     p.add_argument("--sizes", default="20000,200000", help="scale: rows of each generated file")
     p.add_argument("--procs", default="1,2", help="scale: prepare processes to try")
     p.add_argument("--vocab", type=int, default=None,
@@ -408,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       [int(x) for x in args.procs.split(",")])
     elif args.mode == "e2e":
         report = e2e(args.n, args.n_plain, args.repeats, args.seed, args.sequence_len, args.tokenizer, args.vocab,
-                     args.workdir)
+                     args.workdir, methods=args.methods.split(",") if args.methods else None)
     else:
         report = run(args.n, args.n_plain, args.repeats, args.batch_size, args.seed, args.sequence_len,
                      args.tokenizer, args.workdir, vocab=args.vocab)
