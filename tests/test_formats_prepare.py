@@ -260,3 +260,26 @@ def test_memory_stays_bounded_while_a_large_file_streams(tmp_path: Path) -> None
         tracemalloc.stop()
     assert prepared.written == 20_000 and Path(prepared.path).stat().st_size > 2 * size
     assert size > 15e6 and peak < 5e6, (size, peak)
+
+
+def test_progress_bar_for_a_long_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The plugin's bar (tqdm on stderr) covers the file's bytes; none for a small file without a terminal."""
+    from datasets.utils.tqdm import are_progress_bars_disabled
+
+    from minicpm_plugin.integration import progress
+
+    src = write(tmp_path, [row(i) for i in range(50)])
+    with progress.file_progress(src, "minicpm3: preparing train.jsonl") as update:
+        assert update is None  # stderr is not a terminal here and the file is small
+    if are_progress_bars_disabled():
+        pytest.skip("progress bars are disabled in this environment")
+    monkeypatch.setattr(progress, "LONG_FILE_BYTES", 1)
+    with progress.file_progress(src, "minicpm3: preparing train.jsonl") as update:
+        assert update is not None
+        prepare_dataset_file(src, out_dir=tmp_path / "out", progress=update)
+    err = capsys.readouterr().err
+    assert "minicpm3: preparing train.jsonl: 100%" in err, err
+    with progress.file_progress(src, "minicpm3: preparing again") as update:
+        again = prepare_dataset_file(src, out_dir=tmp_path / "out", progress=update)
+    assert again.reused and "preparing again" not in capsys.readouterr().err  # a reused file shows no bar
