@@ -32,6 +32,7 @@ reruns and other ranks reuse it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -159,6 +160,17 @@ def read_prepared(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
 
 # ---- preparing a file ----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """Hash of this package's chat/ and formats/ sources: prepared rows hold rendered text, so a change to
+    the renderer or to a converter (in a checkout, before any version bump) must not reuse old files."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for source in sorted([*root.glob("chat/*.py"), *root.glob("formats/*.py")]):
+        h.update(source.name.encode() + b"\0" + source.read_bytes())
+    return h.hexdigest()
+
+
 def _cache_key(path: str | Path, file: str, format: str, on_bad_rows: str, literal_style: str,
                registry: Registry) -> str:
     """Hash of the settings and of the file's bytes (read in chunks). OSError when unreadable."""
@@ -166,7 +178,8 @@ def _cache_key(path: str | Path, file: str, format: str, on_bad_rows: str, liter
 
     h = hashlib.sha256()
     fmts = sorted(f"{n}:{getattr(f, 'version', '1')}:{registry.origins.get(n, '')}" for n, f in registry.formats.items())
-    for part in (PREPARE_VERSION, __version__, file, format, on_bad_rows, literal_style, "|".join(fmts)):
+    for part in (PREPARE_VERSION, __version__, _code_fingerprint(), file, format, on_bad_rows, literal_style,
+                 "|".join(fmts)):
         h.update(part.encode("utf-8") + b"\0")
     with open(path, "rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
