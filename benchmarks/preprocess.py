@@ -36,8 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +51,10 @@ BENCH_ENV = {
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _data  # noqa: E402
+from _checks import IGNORE, FloorRow, Row, axolotl_reasons, check_outputs, reference_labels  # noqa: E402,F401
 
 from minicpm_plugin.chat import render_conversation  # noqa: E402
-from minicpm_plugin.chat.spans import Rendered  # noqa: E402
 
-IGNORE = -100
-Row = tuple[list[int], list[int]]  # (input_ids, labels); labels empty where a method gives none
 METHODS = ("ours", "axolotl", "official", "floor", "floor_batched")
 LABELS = {
     "ours": "(a) ours: minicpm_plugin.strategy",
@@ -103,13 +100,6 @@ def official_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) ->
     return rows
 
 
-@dataclass
-class FloorRow:
-    rendered: Rendered
-    input_ids: list[int]
-    offsets: list[tuple[int, int]]
-
-
 def floor_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]]) -> list[FloorRow]:
     """One render and one tokenizer call (with offsets) per conversation: no method can do less."""
     out = []
@@ -128,10 +118,18 @@ def floor_batched_rows(tokenizer: Any, conversations: Sequence[Mapping[str, Any]
     return [FloorRow(r, ids, offs) for r, ids, offs in zip(rendered, enc["input_ids"], enc["offset_mapping"], strict=True)]
 
 
-def strategy_rows(strategy: Any, batch: dict[str, list[Any]]) -> list[Row]:
-    """What `datasets.map(strategy.tokenize_prompt, batched=True)` gets back for one batch."""
+def strategy_rows(strategy: Any, batch: dict[str, list[Any]], lists: bool = True) -> list[Row]:
+    """What `datasets.map(strategy.tokenize_prompt, batched=True)` gets back for one batch, as lists
+    (ours gives numpy arrays; `lists=False` leaves them, for the timed passes)."""
     out = strategy.tokenize_prompt(batch)
-    return list(zip(out.get("input_ids", []), out.get("labels", []), strict=True))
+    rows = zip(out.get("input_ids", []), out.get("labels", []), strict=True)
+    if not lists:
+        return list(rows)
+    return [(_as_list(ids), _as_list(labels)) for ids, labels in rows]
+
+
+def _as_list(values: Any) -> list[int]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def process(fn: Callable[[Any], list[Any]], batches: Sequence[Any], keep: bool) -> tuple[list[Any], int]:
@@ -148,80 +146,6 @@ def process(fn: Callable[[Any], list[Any]], batches: Sequence[Any], keep: bool) 
         if keep:
             kept.extend(rows)
     return kept, tokens
-
-
-# ---- reference labels (independent of minicpm_plugin.tokenize) ----------------------------------
-
-def reference_labels(row: FloorRow, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-    """A token is trained iff one of its characters lies in an assistant thought/calls/content/end."""
-    mask = bytearray(len(row.rendered.text))
-    for span in row.rendered.spans:
-        m = span.message_index
-        if span.is_assistant_output and m is not None and messages[m].get("train", True) is not False:
-            mask[span.start:span.end] = b"\x01" * (span.end - span.start)
-    labels = []
-    for tid, (s, e) in zip(row.input_ids, row.offsets, strict=True):
-        labels.append(tid if e > s and any(mask[s:e]) else IGNORE)
-    return labels
-
-
-# ---- what axolotl's built-in path gets wrong ------------------------------------------------------
-
-def _floats(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
-    if isinstance(value, float):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _floats(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _floats(v, f"{path}[{i}]")
-
-
-def _lookup(value: Any, path: str) -> Any:
-    import re
-
-    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        if value is None:
-            return None
-        value = value[int(index)] if index else value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
-def _has_null(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_null(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_null(v) for v in value)
-    return False
-
-
-def _calls(messages: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, int, Any]]:
-    for i, m in enumerate(messages):
-        for j, call in enumerate(m.get("tool_calls") or []):
-            yield i, j, (call.get("function") or call).get("arguments")
-
-
-def axolotl_reasons(original: Mapping[str, Any], arrow_row: Mapping[str, Any], text: str, ref_text: str) -> list[str]:
-    """Why the text axolotl trained differs from the official rendering of the original data."""
-    reasons = []
-    if any(_has_null(args) for _, _, args in _calls(original["messages"])):
-        reasons.append("null argument deleted")
-    arrow_msgs = arrow_row["messages"]
-    for i, j, args in _calls(original["messages"]):
-        got = (arrow_msgs[i]["tool_calls"][j].get("function") or {}).get("arguments")
-        if isinstance(got, str):
-            got = json.loads(got)
-        if any(json.dumps(_lookup(got, p)) != json.dumps(v) for p, v in _floats(args)):
-            reasons.append("float changed by the JSON/Arrow load")
-            break
-    for marker, reason in (("<|im_start|>", "turn dropped"), ("<|tool_call_start|>", "tool calls dropped"),
-                           ("<|thought_start|>", "thought dropped")):
-        if text.count(marker) < ref_text.count(marker):
-            reasons.append(reason)
-    return reasons or ["other"]
 
 
 # ---- the run --------------------------------------------------------------------------------------
@@ -248,15 +172,24 @@ class Timing:
                 "samples_per_s": self.samples / self.median, "tokens_per_s": self.tokens / self.median}
 
 
-def load_tokenizer(path: str | None, workdir: Path) -> Any:
-    """The tokenizer at `path`, or the tiny MiniCPM3 tokenizer saved and reloaded as axolotl loads it."""
+def load_tokenizer(path: str | None, workdir: Path, vocab: int | None = None) -> Any:
+    """The tokenizer at `path`, or a MiniCPM3-style BPE tokenizer (MiniCPM3's special tokens, BOS/EOS
+    settings and template) saved and reloaded as axolotl loads it: the tiny model's (3k pieces), or
+    with `vocab` pieces trained on the tiny corpus plus rendered synthetic conversations (seed 101,
+    not the benchmark's data)."""
     from transformers import AutoTokenizer
 
     if path is None:
-        from minicpm_plugin.tools.tiny_model import build_tiny_tokenizer
+        from minicpm_plugin.tools.tiny_model import build_tiny_tokenizer, corpus_lines
 
-        path = str(workdir / "tokenizer")
-        build_tiny_tokenizer().save_pretrained(path)
+        path = str(workdir / f"tokenizer{vocab or ''}")
+        if vocab is None:
+            build_tiny_tokenizer().save_pretrained(path)
+        else:
+            convs = _data.tool_conversations(400, seed=101) + _data.plain_conversations(400, seed=101)
+            texts = [render_conversation(c["messages"], c.get("tools")).text for c in convs]
+            lines = corpus_lines() + [line for t in texts for line in t.splitlines(keepends=True)]
+            build_tiny_tokenizer(lines=lines, vocab_size=vocab).save_pretrained(path)
     return AutoTokenizer.from_pretrained(path)
 
 
@@ -287,7 +220,7 @@ def build_strategies(tokenizer: Any, workdir: Path, sequence_len: int) -> tuple[
 
 def run(n: int = 2000, n_plain: int | None = None, repeats: int = 3, batch_size: int = 1000, seed: int = 0,
         sequence_len: int = 32768, tokenizer_path: str | None = None, workdir: str | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print, vocab: int | None = None) -> dict[str, Any]:
     """Run the benchmark; return timings, ratios and correctness counts per data set."""
     import logging
 
@@ -297,17 +230,18 @@ def run(n: int = 2000, n_plain: int | None = None, repeats: int = 3, batch_size:
     wd = Path(workdir or tmp.name)  # type: ignore[union-attr]
     wd.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(n, n if n_plain is None else n_plain, repeats, batch_size, seed, sequence_len, tokenizer_path, wd, log)
+        return _run(n, n if n_plain is None else n_plain, repeats, batch_size, seed, sequence_len, tokenizer_path, wd, log,
+                    vocab)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
 def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequence_len: int,
-         tokenizer_path: str | None, wd: Path, log: Callable[[str], None]) -> dict[str, Any]:
+         tokenizer_path: str | None, wd: Path, log: Callable[[str], None], vocab: int | None) -> dict[str, Any]:
     from minicpm_plugin.formats.prepare import prepare_dataset_file
 
-    tokenizer = load_tokenizer(tokenizer_path, wd)
+    tokenizer = load_tokenizer(tokenizer_path, wd, vocab)
     ours, builtin = build_strategies(tokenizer, wd, sequence_len)
     sets = {"tools": _data.tool_conversations(n, seed), "plain": _data.plain_conversations(n_plain, seed)}
     inputs: dict[str, dict[str, Any]] = {}
@@ -321,9 +255,9 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
 
     def call(method: str, name: str, keep: bool) -> tuple[list[Any], int]:
         if method == "ours":
-            return process(lambda b: strategy_rows(ours, b), inputs[name]["ours"], keep)
+            return process(lambda b: strategy_rows(ours, b, keep), inputs[name]["ours"], keep)
         if method == "axolotl":
-            return process(lambda b: strategy_rows(builtin, b), inputs[name]["axolotl"], keep)
+            return process(lambda b: strategy_rows(builtin, b, keep), inputs[name]["axolotl"], keep)
         chunks = [sets[name][k:k + batch_size] for k in range(0, len(sets[name]), batch_size)]
         fn = {"official": official_rows, "floor": floor_rows, "floor_batched": floor_batched_rows}[method]
         return process(lambda b: fn(tokenizer, b), chunks, keep)
@@ -383,55 +317,6 @@ def _run(n: int, n_plain: int, repeats: int, batch_size: int, seed: int, sequenc
     return report
 
 
-def check_outputs(tokenizer: Any, convs: Sequence[Mapping[str, Any]], arrow: Any,
-                  outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Compare each method's rows with the official rendering and the reference labels."""
-    floor: list[FloorRow] = outputs["floor"]
-    refs = [(r.input_ids, reference_labels(r, c["messages"])) for r, c in zip(floor, convs, strict=True)]
-    out: dict[str, Any] = {}
-
-    ours = outputs["ours"]
-    out["ours"] = {
-        "rows": len(ours),
-        "ids_differ": sum(1 for (a, _), (b, _) in zip(ours, refs, strict=True) if a != b),
-        "labels_differ": sum(1 for (_, a), (_, b) in zip(ours, refs, strict=True) if a != b),
-    }
-
-    reasons: Counter[str] = Counter()
-    ax = {"rows": len(outputs["axolotl"]), "missing_bos": 0, "text_differs": 0, "labels_differ_same_text": 0,
-          "any_wrong": 0}
-    bos = tokenizer.bos_token_id
-    for i, ((ids, labels), (ref_ids, ref_labels)) in enumerate(zip(outputs["axolotl"], refs, strict=True)):
-        wrong = False
-        if not ids or ids[0] != bos:
-            ax["missing_bos"] += 1
-            wrong = True
-        body, ref_body, ref_lab = (ids[1:], ref_ids[1:], ref_labels[1:]) if ids[:1] == [bos] else (ids, ref_ids[1:], ref_labels[1:])
-        if body != ref_body:
-            ax["text_differs"] += 1
-            wrong = True
-            text = tokenizer.decode(body, skip_special_tokens=False)
-            ref_text = floor[i].rendered.text
-            reasons.update(axolotl_reasons(convs[i], arrow[i], text, ref_text))
-        elif (labels[1:] if ids[:1] == [bos] else labels) != ref_lab:
-            ax["labels_differ_same_text"] += 1
-            wrong = True
-        ax["any_wrong"] += wrong
-    ax["text_differs_by_reason"] = dict(sorted(reasons.items()))
-    out["axolotl"] = ax
-
-    off = outputs["official"]
-    out["official"] = {
-        "rows": len(off),
-        "ids_differ": sum(1 for (a, _), (b, _) in zip(off, refs, strict=True) if a != b),
-        "rows_with_tool_turns_dropped": sum(1 for c in convs if any(m["role"] == "tool" for m in c["messages"])),
-        "rows_with_calls_or_thoughts_dropped": sum(
-            1 for c in convs if any(m.get("tool_calls") or m.get("thought") for m in c["messages"])),
-        "tokens_vs_official_template": sum(len(a) for a, _ in off) / max(1, sum(len(b) for b, _ in refs)),
-    }
-    return out
-
-
 def format_report(report: Mapping[str, Any]) -> str:
     """Markdown tables: speed per method and data set, ratios, and what (b) and (c) get wrong."""
     lines = []
@@ -469,6 +354,31 @@ def _ratios(res: Mapping[str, Any]) -> str:
                      (("(b)", "ours_vs_axolotl"), ("(d)", "ours_vs_floor"), ("(d')", "ours_vs_floor_batched")))
 
 
+def e2e(n: int = 600, n_plain: int | None = None, repeats: int = 3, seed: int = 0, sequence_len: int = 32768,
+        tokenizer_path: str | None = None, vocab: int | None = None, workdir: str | None = None,
+        log: Callable[[str], None] = print, methods: Sequence[str] | None = None) -> dict[str, Any]:
+    """The end-to-end mode (benchmarks/_e2e.py): from the file on disk to the tokenized Arrow dataset."""
+    import logging
+
+    import _e2e
+
+    for name in ("axolotl", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="minicpm3-e2e-", dir=workdir) as tmp:
+        wd = Path(tmp)
+        tokenizer = load_tokenizer(tokenizer_path, wd, vocab)
+        ours, builtin = build_strategies(tokenizer, wd, sequence_len)
+        sets = {"tools": _data.tool_conversations(n, seed)}
+        if n_plain != 0:
+            sets["plain"] = _data.plain_conversations(n if n_plain is None else n_plain, seed)
+        log(f"tokenizer: {tokenizer_path or 'MiniCPM3-style BPE (built offline)'}, vocab {len(tokenizer)}; "
+            f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}; {repeats} timed repeat(s)")
+        report = _e2e.run_e2e(tokenizer, ours, builtin, sets, wd, repeats, floor_rows, log,
+                              methods or _e2e.E2E_METHODS)
+        report["vocab"] = len(tokenizer)
+        return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for key, value in BENCH_ENV.items():
         os.environ.setdefault(key, value)
@@ -482,9 +392,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tokenizer", default=None, help="a tokenizer directory (default: the tiny MiniCPM3 one)")
     p.add_argument("--workdir", default=None, help="keep data and prepared files here (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--mode", choices=("memory", "e2e", "scale"), default="memory",
+                   help="memory: the strategies on rows already in Arrow batches (default); e2e: from the file on "
+                        "disk to the tokenized Arrow dataset (benchmarks/_e2e.py); scale: prepare large files, time "
+                        "per row and peak memory (benchmarks/_scale.py)")
+    p.add_argument("--methods", default=None, help="e2e: methods to time, comma-separated (default: all; the floor "
+                   "always runs): ours, ours_np1, ours_np2, axolotl")
+    p.add_argument("--sizes", default="20000,200000", help="scale: rows of each generated file")
+    p.add_argument("--procs", default="1,2", help="scale: prepare processes to try")
+    p.add_argument("--vocab", type=int, default=None,
+                   help="train a MiniCPM3-style BPE tokenizer of up to this many pieces (default: the tiny one, 3k)")
     args = p.parse_args(argv)
-    report = run(args.n, args.n_plain, args.repeats, args.batch_size, args.seed, args.sequence_len,
-                 args.tokenizer, args.workdir)
+    if args.mode == "scale":
+        import _scale
+
+        with tempfile.TemporaryDirectory(prefix="minicpm3-scale-", dir=args.workdir) as tmp:
+            report = _scale.run_scale([int(x) for x in args.sizes.split(",")], Path(tmp),
+                                      [int(x) for x in args.procs.split(",")])
+    elif args.mode == "e2e":
+        report = e2e(args.n, args.n_plain, args.repeats, args.seed, args.sequence_len, args.tokenizer, args.vocab,
+                     args.workdir, methods=args.methods.split(",") if args.methods else None)
+    else:
+        report = run(args.n, args.n_plain, args.repeats, args.batch_size, args.seed, args.sequence_len,
+                     args.tokenizer, args.workdir, vocab=args.vocab)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     return 0

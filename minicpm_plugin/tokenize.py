@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
+from minicpm_plugin.chat.spans import label_spans
 from minicpm_plugin.chat.tokens import LiteralStyle
 
 IGNORE_INDEX = -100
@@ -45,27 +46,22 @@ class TokenizedConversation:
         return len(self.labels) - self.labels.count(IGNORE_INDEX)
 
 
-def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]], options: LabelOptions,
+def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]] | None, options: LabelOptions,
                     last_message: int | None = None) -> list[Span]:
     """The spans that get labels: assistant thought, calls, content and `<|im_end|>`.
 
+    ``spans`` are a render's spans with the conversation's ``messages``, or (``messages`` None) the
+    label spans a prepared row stores (:func:`minicpm_plugin.formats.prepare.label_spans`).
     `last_message` limits the choice to messages up to that index (used after truncation).
     """
-    limit = len(messages) - 1 if last_message is None else last_message
-    assistant = [
-        i for i, m in enumerate(messages[: limit + 1])
-        if m.get("role") == "assistant" and m.get("train", True) is not False
-    ]
-    if options.train_last_turn_only:
-        assistant = assistant[-1:]
-    chosen = set(assistant)
-    out = []
-    for span in spans:
-        if span.message_index in chosen and span.is_assistant_output:
-            if span.part is Part.THOUGHT and not options.train_thought:
-                continue
-            out.append(span)
-    return out
+    chosen = [s for s in (spans if messages is None else label_spans(spans, messages))
+              if s.part is not Part.NEWLINE and (last_message is None or s.message_index <= last_message)]
+    if options.train_last_turn_only and chosen:
+        last = max(s.message_index for s in chosen)
+        chosen = [s for s in chosen if s.message_index == last]
+    if not options.train_thought:
+        chosen = [s for s in chosen if s.part is not Part.THOUGHT]
+    return chosen
 
 
 def _start(offset: Sequence[int]) -> int:
@@ -110,16 +106,20 @@ def turn_cut_points(rendered: Rendered, offsets: Sequence[Sequence[int]]) -> lis
 
 def finish(
     rendered: Rendered,
-    messages: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]] | None,
     input_ids: list[int],
     offsets: Sequence[Sequence[int]],
     options: LabelOptions,
     sequence_len: int | None = None,
     overlong: OverlongMode = "drop",
 ) -> TokenizedConversation:
-    """Labels (and length handling) for a conversation already rendered and tokenized."""
+    """Labels (and length handling) for a conversation already rendered and tokenized.
+
+    ``messages`` None: ``rendered`` carries a prepared row's text and label spans (no conversation needed).
+    """
     full = len(input_ids)
     result = TokenizedConversation(input_ids, [], [1] * full, rendered, full_length=full)
+    spans = rendered.spans if messages is None else label_spans(rendered.spans, messages)
     last_message: int | None = None
     if sequence_len is not None and full > sequence_len:
         fitting = [(n, i) for n, i in turn_cut_points(rendered, offsets) if n <= sequence_len]
@@ -129,11 +129,10 @@ def finish(
             return result
         cut, last_message = fitting[-1]
         result.overlong = "truncated"
-        result.turns_cut = sum(1 for m in messages[last_message + 1 :] if m.get("role") == "assistant")
+        result.turns_cut = sum(1 for s in spans if s.part is Part.NEWLINE and s.message_index > last_message)
         input_ids, offsets = input_ids[:cut], offsets[:cut]
         result.input_ids, result.attention_mask = input_ids, [1] * cut
-    spans = trainable_spans(rendered.spans, messages, options, last_message)
-    result.labels = label_tokens(input_ids, offsets, spans)
+    result.labels = label_tokens(input_ids, offsets, trainable_spans(spans, None, options, last_message))
     return result
 
 

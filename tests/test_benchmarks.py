@@ -117,3 +117,20 @@ def test_gpu_train_tiny_cpu_run(tmp_path: Path) -> None:
     runs = {r["name"]: r for r in json.loads(out.read_text())["runs"]}
     assert code == 0, runs
     assert runs["ours_lora"]["padded_fraction"] < 0.2 < runs["official_lora"]["padded_fraction"]
+
+
+def test_end_to_end_mode_checks_every_row(tmp_path: Path) -> None:
+    """File -> prepare -> Arrow -> map, in one process and with dataset_num_proc 1 and 2: every row of
+    ours equals the official rendering with the reference labels; axolotl's built-in rows are counted."""
+    pre = bench_module("preprocess")
+    lines: list[str] = []
+    report = pre.e2e(n=12, n_plain=6, repeats=1, workdir=str(tmp_path), log=lines.append)
+    assert "ours/floor" in lines[-1] and "dataset_num_proc 2 vs 1" in lines[-1]
+    for name, n in (("tools", 12), ("plain", 6)):
+        res = report["sets"][name]
+        assert set(res["median_s"]) == {"ours", "ours_np1", "ours_np2", "axolotl", "floor"}
+        for method in ("ours", "ours_np1", "ours_np2"):
+            assert res["checks"][method] == {"rows": n, "ids_differ": 0, "labels_differ": 0}, method
+        assert res["checks"]["axolotl"]["rows"] == n and res["checks"]["axolotl"]["missing_bos"] == n
+        assert set(res["ours_stages_median_s"]) == {"prepare", "arrow", "map"}
+    assert "null argument deleted" in report["sets"]["tools"]["checks"]["axolotl"]["text_differs_by_reason"]

@@ -16,6 +16,7 @@ from minicpm_plugin.formats import (
     prepare_dataset_file,
     read_prepared,
 )
+from minicpm_plugin.formats.prepare import ROW_KEYS
 
 F = {"type": "function", "function": {"name": "set", "parameters": {"type": "object", "properties": {"x": {}}}}}
 
@@ -46,7 +47,9 @@ def test_prepared_rows_are_strings_with_exact_values(tmp_path: Path) -> None:
     assert prepared.format == "openai" and not prepared.reused and prepared.problems_path is None
     lines = Path(prepared.path).read_text(encoding="utf-8").splitlines()
     raw = [json.loads(line) for line in lines]
-    assert all(set(r) == {"conversation", "source"} and all(isinstance(v, str) for v in r.values()) for r in raw)
+    # Strings, and the label spans as one flat list of ints: nothing for Arrow to infer from the arguments.
+    assert all(set(r) == ROW_KEYS and all(isinstance(v, str) for k, v in r.items() if k != "spans") for r in raw)
+    assert all(r["spans"] and all(type(v) is int for v in r["spans"]) for r in raw)
     assert [r["source"] for r in raw] == [f"{src}:{i}" for i in range(1, 9)]
     got = [decode_row(r)["messages"][1]["tool_calls"][0]["function"]["arguments"]["x"] for r in raw]
     assert got == VALUES
@@ -59,7 +62,9 @@ def test_arrow_reads_mixed_argument_types(tmp_path: Path) -> None:
     src = write(tmp_path, [row(v) for v in VALUES])
     prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
     table = pa_json.read_json(prepared.path)
-    assert [str(t) for t in table.schema.types] == ["string", "string"]
+    types = dict(zip(table.schema.names, map(str, table.schema.types), strict=True))
+    assert types == {"conversation": "string", "source": "string", "text": "string", "literal_style": "string",
+                     "spans": "list<item: int64>"}
     first = json.loads(table.column("conversation")[0].as_py())
     assert first["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"x": 1.61}
 
@@ -136,3 +141,145 @@ def test_other_formats_and_load_conversations(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         load_conversations(bad)
     assert len(load_conversations(bad, on_bad_rows="skip")) == 1
+
+
+# ---- the rendered text and label spans, streaming, several processes ------------------------------
+
+def test_rows_carry_the_render_and_the_label_spans(tmp_path: Path) -> None:
+    from minicpm_plugin.chat import render_conversation
+    from minicpm_plugin.chat.spans import label_spans
+    from minicpm_plugin.formats.prepare import decode_spans, encode_spans, stored_render
+
+    c = row(None)
+    c["messages"].insert(0, {"role": "system", "content": "sys"})
+    c["messages"][2]["thought"] = "think first"
+    c["messages"][4]["train"] = False
+    src = write(tmp_path, [c])
+    for style in ("json", "python"):
+        prepared = prepare_dataset_file(src, out_dir=tmp_path / "out", literal_style=style)
+        raw = json.loads(Path(prepared.path).read_text(encoding="utf-8"))
+        conv = decode_row(raw)
+        expected = render_conversation(conv["messages"], conv["tools"], literal_style=style)
+        assert raw["text"] == expected.text and raw["literal_style"] == style
+        assert ("x=None" if style == "python" else "x=null") in raw["text"]
+        spans = decode_spans(raw["spans"])
+        assert spans == label_spans(expected.spans, conv["messages"]) and encode_spans(spans) == raw["spans"]
+        # message 2: thought, calls, <|im_end|>, "\n"; message 4 ("train": false): only its "\n"
+        assert [(s.message_index, s.part.value) for s in spans] == [
+            (2, "thought"), (2, "tool_calls"), (2, "end"), (2, "newline"), (4, "newline")]
+        assert [raw["text"][s.start:s.end] for s in spans][2:] == ["<|im_end|>", "\n", "\n"]
+        assert stored_render(raw, style) is not None and stored_render(raw, "python" if style == "json" else "json") is None
+    other = prepare_dataset_file(src, out_dir=tmp_path / "out", literal_style="json")
+    assert other.reused and other.path != prepared.path  # the literal style is part of the cache key
+
+
+def test_streamed_records_equal_the_whole_file_reading(tmp_path: Path) -> None:
+    """iter_records (line by line) yields exactly what parse_records yields for the whole file."""
+    from minicpm_plugin.formats.reader import FileProblem, as_record, iter_records, parse_records
+
+    good = json.dumps(row(1))
+    cases = {
+        "plain": f"{good}\n{good}\n",
+        "bom_crlf_blank": f"\ufeff{good}\r\n\r\n   \n{good}\r\n",
+        "no_final_newline": f"{good}\n{good}",
+        "bad_lines": f'{good}\nnot json\n[1, 2]\n"text"\n{good}\n',
+        "not_utf8": good + "\n" + '{"a": "\xff"}\n',
+        "pretty_object": json.dumps(row(1), indent=2),
+        "bad_first_line": '{"messages": [\n' + good + "\n",
+        "array": json.dumps([row(1), row(2)], indent=1),
+        "blank_then_array": " " * 5000 + json.dumps([row(1)]),
+        "empty": "",
+    }
+    for name, text in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(text.encode("latin-1") if name == "not_utf8" else text.encode("utf-8"))
+        data = path.read_bytes()
+        for lazy in (False, True):
+            seen: list[int] = []
+            got = [as_record(r) for r in iter_records(path, "f", seen.append, lazy=lazy)]
+            assert got == parse_records(data, "f"), name
+            assert sum(seen) == len(data), name
+    bad_array = tmp_path / "bad.json"
+    bad_array.write_text("[" + good + ",\n{oops}]", encoding="utf-8")
+    with pytest.raises(FileProblem, match="invalid JSON"):
+        list(iter_records(bad_array, "bad.json"))
+    with pytest.raises(FileProblem, match="cannot read the file"):
+        iter_records(tmp_path / "missing.jsonl")
+
+
+def test_several_processes_write_the_same_rows_and_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minicpm_plugin.formats import prepare
+
+    monkeypatch.setattr(prepare, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(prepare, "PARALLEL_CHUNK", 7)
+    records: list[Any] = [row(v) for v in VALUES * 25] + [row(1, name="sett"), "not json"] + [row(i) for i in range(40)]
+    records[130]["messages"][1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"x": 1, "y": 2})  # a warning
+    src = tmp_path / "many.jsonl"
+    src.write_text("\n".join(json.dumps(r) if isinstance(r, dict) else r for r in records) + "\n", encoding="utf-8")
+    outs = {n: prepare_dataset_file(src, out_dir=tmp_path / f"out{n}", on_bad_rows="skip", num_proc=n) for n in (1, 2)}
+    one, two = outs[1], outs[2]
+    assert (one.rows, one.written, one.skipped, one.warnings) == (242, 240, {"unknown-function": 1, "invalid-json": 1}, 1)
+    assert (two.rows, two.written, two.skipped, two.warnings, two.calls) == (one.rows, one.written, one.skipped,
+                                                                             one.warnings, one.calls)
+    assert Path(two.path).read_bytes() == Path(one.path).read_bytes()
+    assert Path(two.problems_path).read_bytes() == Path(one.problems_path).read_bytes()
+    with pytest.raises(DataError) as info:
+        prepare_dataset_file(src, out_dir=tmp_path / "err", num_proc=2)
+    assert str(info.value).splitlines()[0] == f"{src}: 2 of 242 rows have errors (format openai):"
+    assert [p.location for p in info.value.problems] == [f"{src}:201", f"{src}:202"]
+    assert list((tmp_path / "err").iterdir()) == []  # nothing final, no temporary file left
+
+
+def test_a_lone_surrogate_is_a_located_problem_not_a_traceback(tmp_path: Path) -> None:
+    src = tmp_path / "sur.jsonl"
+    bad = json.dumps(row(1)).replace('"set x"', '"set \\ud800 x"')
+    src.write_text(json.dumps(row(1)) + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        prepare_dataset_file(src, out_dir=tmp_path / "out")
+    assert f"{src}:2: " in str(info.value)
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "out", on_bad_rows="skip")
+    assert (prepared.rows, prepared.written, sum(prepared.skipped.values())) == (2, 1, 1)
+
+
+def test_memory_stays_bounded_while_a_large_file_streams(tmp_path: Path) -> None:
+    """20,000 rows (about 16 MB): the prepared rows are never all in memory (loose bound, tracemalloc)."""
+    import tracemalloc
+
+    src = tmp_path / "big.jsonl"
+    filler = "lorem ipsum dolor sit amet " * 20
+    with open(src, "w", encoding="utf-8") as fh:
+        for i in range(20_000):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"q{i} {filler}"},
+                                              {"role": "assistant", "content": f"a{i} {filler}"}]}) + "\n")
+    size = src.stat().st_size
+    tracemalloc.start()
+    try:
+        prepared = prepare_dataset_file(src, out_dir=tmp_path / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert prepared.written == 20_000 and Path(prepared.path).stat().st_size > 2 * size
+    assert size > 15e6 and peak < 5e6, (size, peak)
+
+
+def test_progress_bar_for_a_long_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The plugin's bar (tqdm on stderr) covers the file's bytes; none for a small file without a terminal."""
+    from datasets.utils.tqdm import are_progress_bars_disabled
+
+    from minicpm_plugin.integration import progress
+
+    src = write(tmp_path, [row(i) for i in range(50)])
+    with progress.file_progress(src, "minicpm3: preparing train.jsonl") as update:
+        assert update is None  # stderr is not a terminal here and the file is small
+    if are_progress_bars_disabled():
+        pytest.skip("progress bars are disabled in this environment")
+    monkeypatch.setattr(progress, "LONG_FILE_BYTES", 1)
+    with progress.file_progress(src, "minicpm3: preparing train.jsonl") as update:
+        assert update is not None
+        prepare_dataset_file(src, out_dir=tmp_path / "out", progress=update)
+    err = capsys.readouterr().err
+    assert "minicpm3: preparing train.jsonl: 100%" in err, err
+    with progress.file_progress(src, "minicpm3: preparing again") as update:
+        again = prepare_dataset_file(src, out_dir=tmp_path / "out", progress=update)
+    assert again.reused and "preparing again" not in capsys.readouterr().err  # a reused file shows no bar

@@ -38,6 +38,11 @@ def rows(*conversations: dict) -> dict[str, list]:
     }
 
 
+def tokenize(strategy: Any, batch: dict[str, list]) -> dict[str, list[list[int]]]:
+    """The strategy's output for a batch, with each row's numpy array as a list."""
+    return {k: [row.tolist() for row in v] for k, v in strategy.tokenize_prompt(batch).items()}
+
+
 def trained_pieces(tokenizer: Any, ids: list[int], labels: list[int]) -> list[str]:
     pieces, cur = [], []
     for tid, lab in zip(ids, labels, strict=True):
@@ -58,7 +63,7 @@ def conv(name: str) -> dict:
 
 
 def test_labels_are_exactly_the_assistant_outputs(tokenizer: Any, tmp_path: Path) -> None:
-    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(conv("tools_nested_types_and_literals")))
+    out = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(conv("tools_nested_types_and_literals")))
     ids, labels = out["input_ids"][0], out["labels"][0]
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     assert trained_pieces(tokenizer, ids, labels) == [
@@ -74,19 +79,19 @@ def test_labels_are_exactly_the_assistant_outputs(tokenizer: Any, tmp_path: Path
 
 def test_options_thought_last_turn_and_per_message_train(tokenizer: Any, tmp_path: Path) -> None:
     c = conv("tools_parallel_calls_no_thought")
-    no_thought = load(tokenizer, make_cfg(tmp_path, minicpm3_train_thought=False)).tokenize_prompt(rows(c))
+    no_thought = tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_train_thought=False)), rows(c))
     pieces = trained_pieces(tokenizer, no_thought["input_ids"][0], no_thought["labels"][0])
     assert pieces[-1] == "Paris is sunny, Rome rainy, it is 12:00 UTC.<|im_end|>"
     assert "<|thought_start|>\nAll results are in." in tokenizer.decode(no_thought["input_ids"][0])
 
-    last = load(tokenizer, make_cfg(tmp_path, minicpm3_train_last_turn_only=True)).tokenize_prompt(rows(c))
+    last = tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_train_last_turn_only=True)), rows(c))
     assert trained_pieces(tokenizer, last["input_ids"][0], last["labels"][0]) == [
         "<|thought_start|>\nAll results are in.\n<|thought_end|>\nParis is sunny, Rome rainy, it is 12:00 UTC.<|im_end|>"
     ]
 
     c2 = json.loads(json.dumps(conv("plain_system_multi_turn")))
     c2["messages"][2]["train"] = False
-    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c2))
+    out = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(c2))
     assert trained_pieces(tokenizer, out["input_ids"][0], out["labels"][0]) == ["6<|im_end|>"]
 
 
@@ -96,7 +101,7 @@ def test_values_reach_the_tokens_exactly(tokenizer: Any, tmp_path: Path) -> None
         {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
             "name": "f", "arguments": '{"price": 1.61, "cap": null, "deep": {"x": [true, 0.1]}}'}}]},
     ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]}
-    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c))
+    out = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(c))
     pieces = trained_pieces(tokenizer, out["input_ids"][0], out["labels"][0])
     assert 'f(price=1.61,cap=null,deep={"x": [true, 0.1]})' in pieces[0]
 
@@ -106,7 +111,7 @@ def test_overlong_rows_are_dropped_and_counted(tokenizer: Any, tmp_path: Path) -
     cfg = make_cfg(tmp_path, sequence_len=30)
     report = LengthReport.for_config(cfg)
     report.reset()
-    out = load(tokenizer, cfg).tokenize_prompt(rows(long, conv("generation_prompt") | {"messages": [
+    out = tokenize(load(tokenizer, cfg), rows(long, conv("generation_prompt") | {"messages": [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}))
     assert len(out["input_ids"]) == 1  # the long one is gone, the short one kept
     summary = report.summary()
@@ -116,13 +121,13 @@ def test_overlong_rows_are_dropped_and_counted(tokenizer: Any, tmp_path: Path) -
 
 def test_truncate_turns_cuts_at_a_turn_boundary(tokenizer: Any, tmp_path: Path) -> None:
     c = conv("plain_system_multi_turn")
-    full = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(c))["input_ids"][0]
+    full = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(c))["input_ids"][0]
     first_turn_end = tokenizer.decode(full).index("<|im_start|>user\nand 3+3?")
     limit = len(tokenizer(tokenizer.decode(full)[:first_turn_end])["input_ids"]) + 2
     cfg = make_cfg(tmp_path, sequence_len=limit, minicpm3_overlong="truncate_turns")
     report = LengthReport.for_config(cfg)
     report.reset()
-    out = load(tokenizer, cfg).tokenize_prompt(rows(c))
+    out = tokenize(load(tokenizer, cfg), rows(c))
     ids, labels = out["input_ids"][0], out["labels"][0]
     assert len(ids) <= limit
     assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n4<|im_end|>\n")
@@ -134,8 +139,8 @@ def test_truncate_turns_cuts_at_a_turn_boundary(tokenizer: Any, tmp_path: Path) 
 def test_rows_not_prepared_by_the_plugin_are_converted(tokenizer: Any, tmp_path: Path) -> None:
     raw = json.loads((REPO / "examples/data/tool_calls.jsonl").read_text().splitlines()[0])
     batch = {k: [v] for k, v in raw.items()}
-    out = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(batch)
-    prepared = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(load_conversations(REPO / "examples/data/tool_calls.jsonl")[0]))
+    out = tokenize(load(tokenizer, make_cfg(tmp_path)), batch)
+    prepared = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(load_conversations(REPO / "examples/data/tool_calls.jsonl")[0]))
     assert out["labels"] == prepared["labels"]
 
 
@@ -153,10 +158,87 @@ def test_plain_chat_labels_equal_axolotls_builtin_strategy(tokenizer: Any, tmp_p
     ds_cfg = {"type": "chat_template", "chat_template": "jinja", "chat_template_jinja": CHAT_TEMPLATE,
               "field_messages": "messages", "roles_to_train": ["assistant"], "train_on_eos": "turn"}
     builtin = builtin_load(tokenizer, cfg, ds_cfg)
-    ours = load(tokenizer, make_cfg(tmp_path)).tokenize_prompt(rows(*chats))
+    ours = tokenize(load(tokenizer, make_cfg(tmp_path)), rows(*chats))
     for i, chat in enumerate(chats):
         theirs = builtin.tokenize_prompt({"messages": chat["messages"]})
         assert ours["input_ids"][i][0] == tokenizer.bos_token_id
         assert ours["input_ids"][i][1:] == theirs["input_ids"], i
         assert ours["labels"][i][1:] == theirs["labels"], i
     assert len(chats) == 40
+
+
+# ---- rows the plugin prepared: text and label spans stored, only tokenized and labelled here --------
+
+OPTIONS = [
+    {},
+    {"minicpm3_train_last_turn_only": True},
+    {"minicpm3_train_thought": False},
+    {"minicpm3_literal_style": "python"},
+    {"sequence_len": 700},
+    {"sequence_len": 700, "minicpm3_overlong": "truncate_turns", "minicpm3_train_last_turn_only": True},
+    {"sequence_len": 1500, "minicpm3_overlong": "truncate_turns", "minicpm3_train_thought": False},
+]
+
+
+def prepared_batch(tmp_path: Path, conversations: list[dict], literal_style: str = "json") -> dict[str, list]:
+    from minicpm_plugin.formats.prepare import prepare_dataset_file
+
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in conversations), encoding="utf-8")
+    prepared = prepare_dataset_file(src, out_dir=tmp_path / "prepared", literal_style=literal_style)
+    lines = [json.loads(line) for line in Path(prepared.path).read_text(encoding="utf-8").splitlines()]
+    return {k: [r[k] for r in lines] for k in lines[0]}
+
+
+def test_prepared_rows_give_exactly_the_rows_of_the_rendering_path(tokenizer: Any, tmp_path: Path) -> None:
+    """Stored text + spans -> the same input_ids and labels as rendering the conversation here, for every
+    option (label options, literal style, overlong rows dropped or cut at a turn)."""
+    convs = [conv(name) for name in GOLDEN if any(m["role"] == "assistant" for m in GOLDEN[name]["messages"])]
+    convs += [json.loads(line) for line in (REPO / "examples/data/tool_calls.jsonl").read_text().splitlines()[:20]]
+    untrained = json.loads(json.dumps(conv("plain_system_multi_turn")))
+    untrained["messages"][2]["train"] = False
+    convs.append(untrained)
+    for keys in OPTIONS:
+        cfg = make_cfg(tmp_path, **keys)
+        report = LengthReport.for_config(cfg)
+        report.reset()
+        batch = prepared_batch(tmp_path, convs, keys.get("minicpm3_literal_style", "json"))
+        assert set(batch) == {"conversation", "source", "text", "literal_style", "spans"}
+        fast = tokenize(load(tokenizer, cfg), batch)
+        first = report.summary()
+        report.reset()
+        rendering = tokenize(load(tokenizer, cfg), {k: batch[k] for k in ("conversation", "source")})
+        assert fast == rendering, keys
+        assert report.summary() == first, keys
+        assert len(fast["input_ids"]) == len(convs) - first.dropped > 0
+    # the option cases really differ from each other (each one was exercised)
+    outs = {str(k): tokenize(load(tokenizer, make_cfg(tmp_path, **k)), prepared_batch(
+        tmp_path, convs, k.get("minicpm3_literal_style", "json")))["labels"] for k in OPTIONS[:4]}
+    assert len({json.dumps(v) for v in outs.values()}) == 4
+
+
+def test_a_row_prepared_in_another_literal_style_is_rendered_in_the_runs(tokenizer: Any, tmp_path: Path) -> None:
+    c = conv("tools_nested_types_and_literals")
+    as_json = prepared_batch(tmp_path, [c], "json")
+    out = tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_literal_style="python")), as_json)
+    text = tokenizer.decode(out["input_ids"][0])
+    assert "flexible=True,max_price=None" in text and "flexible=true" not in text
+    assert out == tokenize(load(tokenizer, make_cfg(tmp_path, minicpm3_literal_style="python")),
+                           prepared_batch(tmp_path, [c], "python"))
+
+
+def test_arrow_columns_are_those_of_python_lists(tokenizer: Any, tmp_path: Path) -> None:
+    """The int64 arrays become the same Arrow columns `datasets` makes from lists of ints."""
+    import numpy as np
+    from datasets import Dataset
+
+    batch = prepared_batch(tmp_path, [conv("tools_parallel_calls_no_thought"), conv("plain_system_multi_turn")])
+    strategy = load(tokenizer, make_cfg(tmp_path))
+    out = strategy.tokenize_prompt(batch)
+    assert all(isinstance(a, np.ndarray) and a.dtype == np.int64 for v in out.values() for a in v)
+    mapped = Dataset.from_dict(batch).map(strategy.tokenize_prompt, batched=True, remove_columns=list(batch))
+    from_lists = Dataset.from_dict({k: [a.tolist() for a in v] for k, v in out.items()})
+    assert mapped.features == from_lists.features
+    assert {k: str(v) for k, v in mapped.features.items()} == {
+        "input_ids": "List(Value('int32'))", "attention_mask": "List(Value('int8'))", "labels": "List(Value('int64'))"}
+    assert mapped.to_dict() == from_lists.to_dict()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Part(str, Enum):
@@ -49,3 +51,11 @@ class Rendered:
 
     def slice(self, span: Span) -> str:
         return self.text[span.start : span.end]
+
+
+def label_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]]) -> list[Span]:
+    """The spans of a render that labelling needs: each assistant turn's thought, calls, content and
+    `<|im_end|>` (none for a message with ``"train": false``), and the `\n` that ends the turn."""
+    untrained = {i for i, m in enumerate(messages) if m.get("train", True) is False}
+    return [s for s in spans if s.role == "assistant" and s.message_index is not None and (
+        s.part is Part.NEWLINE or (s.is_assistant_output and s.message_index not in untrained))]

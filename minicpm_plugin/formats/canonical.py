@@ -15,7 +15,8 @@ from typing import Any
 
 from minicpm_plugin.chat import CallError, call_arguments
 from minicpm_plugin.chat.names import is_argument_name
-from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS
+from minicpm_plugin.chat.spans import Rendered
+from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS, LiteralStyle
 from minicpm_plugin.formats.markup import LAYOUT, Markup, MarkupError, has_markup, read_markup
 from minicpm_plugin.formats.problems import CODES
 from minicpm_plugin.formats.refuse import MEDIA_CODE, MEDIA_PART_TYPES, TEXT_ONLY, placeholders
@@ -386,15 +387,19 @@ def canonicalize(conversation: Any, *, render_check: bool = True) -> tuple[dict[
 
 
 def _render_issue(conversation: dict[str, Any]) -> Issue | None:
+    return render_checked(conversation)[1]
+
+
+def render_checked(conversation: Mapping[str, Any], literal_style: LiteralStyle = "json") -> tuple[Rendered | None, Issue | None]:
+    """``(rendered, None)`` for a canonical conversation MiniCPM3's format can render, else ``(None, issue)``."""
     from minicpm_plugin.chat import FormatError, render_conversation
 
     try:
-        render_conversation(conversation["messages"], conversation["tools"])
+        return render_conversation(conversation["messages"], conversation["tools"], literal_style=literal_style), None
     except FormatError as exc:
-        return Issue(exc.path, f"MiniCPM3's format cannot render this: {exc.message}", "render-error")
+        return None, Issue(exc.path, f"MiniCPM3's format cannot render this: {exc.message}", "render-error")
     except Exception as exc:  # a renderer bug must not become a traceback for the user's data
-        return Issue("", f"the renderer failed ({type(exc).__name__}: {exc}); please report this", "render-error")
-    return None
+        return None, Issue("", f"the renderer failed ({type(exc).__name__}: {exc}); please report this", "render-error")
 
 
 def conversation_stats(conversation: Mapping[str, Any]) -> tuple[bool, int, int]:

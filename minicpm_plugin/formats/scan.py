@@ -1,20 +1,34 @@
 """Read, detect, convert and validate a whole file: every record ends up as a conversation or as
 problems with their locations; nothing is dropped without a problem saying why.
+
+:class:`RowStream` does it one record at a time (the format is detected from the first
+DETECT_SAMPLE records, then each record is converted as it is read), so a large file is never held
+in memory; :func:`scan_records` / :func:`scan_bytes` / :func:`scan_file` collect every row.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minicpm_plugin.chat.spans import Rendered
+from minicpm_plugin.chat.tokens import LiteralStyle
 from minicpm_plugin.formats.base import NO, Converted, RecordError
-from minicpm_plugin.formats.canonical import canonicalize, conversation_stats
+from minicpm_plugin.formats.canonical import canonicalize, conversation_stats, render_checked
 from minicpm_plugin.formats.manager import DETECT_SAMPLE, FormatLookupError, Registry, get_registry, score
 from minicpm_plugin.formats.problems import ERROR, Problem
-from minicpm_plugin.formats.reader import FileProblem, RawRecord, parse_records, read_bytes
+from minicpm_plugin.formats.reader import (
+    FileProblem,
+    RawLine,
+    RawRecord,
+    as_record,
+    parse_records,
+    read_bytes,
+)
 from minicpm_plugin.formats.refuse import record_refusals
 
 
@@ -26,6 +40,8 @@ class Row:
     line: int
     conversation: dict[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
+    #: the render made by the validation, kept only when the scan is asked for it (``literal_style``)
+    rendered: Rendered | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,8 +124,14 @@ def _keys(value: Mapping[str, Any]) -> str:
     return ", ".join(list(value)[:12]) or "none"
 
 
-def convert_record(fmt: Any, raw: RawRecord, file: str, *, detected: bool = False, render_check: bool = True) -> Row:
-    """Convert and validate one raw record with ``fmt``."""
+def convert_record(fmt: Any, raw: RawRecord, file: str, *, detected: bool = False, render_check: bool = True,
+                   literal_style: LiteralStyle | None = None) -> Row:
+    """Convert and validate one raw record with ``fmt``.
+
+    With ``render_check`` the conversation is rendered once (in ``literal_style``, default json) so
+    that anything the renderer rejects is reported here; with a ``literal_style`` that render is kept
+    in ``Row.rendered``.
+    """
     line = raw.line
     if raw.problem is not None:
         return Row(file, line, None, [raw.problem])
@@ -139,33 +161,83 @@ def convert_record(fmt: Any, raw: RawRecord, file: str, *, detected: bool = Fals
     sources = tools_source = None
     if isinstance(out, Converted):
         out, sources, tools_source = out.conversation, out.sources, out.tools_source
-    conversation, issues = canonicalize(out, render_check=render_check)
+    conversation, issues = canonicalize(out, render_check=False)
+    rendered = None
+    if conversation is not None and render_check:
+        rendered, issue = render_checked(conversation, literal_style or "json")
+        if issue is not None:
+            conversation, issues = None, [*issues, issue]
     problems = [
         Problem(file, line, _source_path(i.path, sources, tools_source), i.message, i.code, i.severity) for i in issues
     ]
     if conversation is None and not any(p.is_error for p in problems):  # pragma: no cover - defensive
         problems.append(Problem(file, line, "", "conversation rejected", "bad-record", ERROR))
-    return Row(file, line, conversation, problems)
+    return Row(file, line, conversation, problems, rendered if literal_style else None)
 
 
-def scan_records(records: list[RawRecord], file: str, *, format: str = "auto", registry: Registry | None = None,
+class RowStream:
+    """The rows of a stream of records, converted one at a time as they are iterated.
+
+    The format is looked up, or detected from the records up to the DETECT_SAMPLE-th JSON object
+    (held until then), when the stream is made: ``format`` is its name, or None with the reason in
+    ``file_problems``; rows of records that could not be read are still reported one by one.
+    Iterate once. FileProblem (from a reader) propagates.
+    """
+
+    def __init__(self, records: Iterable[RawRecord | RawLine], file: str, *, format: str = "auto",
+                 registry: Registry | None = None, render_check: bool = True,
+                 literal_style: LiteralStyle | None = None) -> None:
+        reg = registry or get_registry()
+        self.file = file
+        self.load_errors = list(reg.load_errors)
+        self.file_problems: list[Problem] = []
+        self.format: str | None = None
+        self._options = {"render_check": render_check, "literal_style": literal_style, "detected": format == "auto"}
+        rest = iter(records)
+        head: list[RawRecord] = []
+        if format == "auto":
+            objects = 0
+            for record in rest:
+                record = as_record(record)
+                head.append(record)
+                if record.problem is None and isinstance(record.value, Mapping):
+                    objects += 1
+                    if objects >= DETECT_SAMPLE:
+                        break
+        self._records: Iterator[RawRecord | RawLine] = itertools.chain(head, rest)
+        try:
+            self._fmt = reg.detect([r.value for r in head if r.problem is None]) if format == "auto" else reg.get(format)
+        except FormatLookupError as exc:
+            self._fmt = None
+            self.file_problems.append(Problem(file, None, "", str(exc), exc.code))
+        else:
+            self.format = self._fmt.name
+
+    @property
+    def records(self) -> Iterator[RawRecord | RawLine]:
+        """The records not converted yet (all of them before iterating), for converting elsewhere."""
+        return self._records
+
+    def convert(self, record: RawRecord | RawLine) -> Row:
+        """One record of this stream as a row (the format must be known)."""
+        return convert_record(self._fmt, as_record(record), self.file, **self._options)
+
+    def __iter__(self) -> Iterator[Row]:
+        if self._fmt is None:  # rows that could not even be parsed are still reported individually
+            for r in map(as_record, self._records):
+                if r.problem is not None:
+                    yield Row(self.file, r.line, None, [r.problem])
+            return
+        for r in self._records:
+            yield self.convert(r)
+
+
+def scan_records(records: Iterable[RawRecord], file: str, *, format: str = "auto", registry: Registry | None = None,
                  render_check: bool = True) -> ScannedFile:
     """Detect (or look up) the format of already-read records and convert every one."""
-    reg = registry or get_registry()
-    scanned = ScannedFile(file, None, load_errors=list(reg.load_errors))
-    try:
-        if format == "auto":
-            fmt = reg.detect([r.value for r in records if r.problem is None])
-        else:
-            fmt = reg.get(format)
-    except FormatLookupError as exc:
-        # Rows that could not even be parsed are still reported individually.
-        scanned.rows = [Row(file, r.line, None, [r.problem]) for r in records if r.problem is not None]
-        scanned.file_problems.append(Problem(file, None, "", str(exc), exc.code))
-        return scanned
-    scanned.format = fmt.name
-    scanned.rows = [convert_record(fmt, r, file, detected=format == "auto", render_check=render_check) for r in records]
-    return scanned
+    stream = RowStream(records, file, format=format, registry=registry, render_check=render_check)
+    rows = list(stream)
+    return ScannedFile(file, stream.format, rows=rows, file_problems=stream.file_problems, load_errors=stream.load_errors)
 
 
 def scan_bytes(data: bytes, file: str, *, format: str = "auto", registry: Registry | None = None,

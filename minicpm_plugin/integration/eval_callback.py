@@ -32,7 +32,7 @@ def load_eval_conversations(path: str | Path, format: str = "auto") -> list[dict
         row = json.loads(first)
     except ValueError:
         row = None
-    if is_prepared_row(row) and len(row) == 2:
+    if is_prepared_row(row):
         return [conv for conv, _ in read_prepared(path)]
     return load_conversations(path, format=format)
 

@@ -107,8 +107,10 @@ class MiniCPM3Plugin(BasePlugin):
         its prepared-data hash); `strategy.load` reads it from the dataset config axolotl passes.
         """
         from minicpm_plugin.formats.prepare import DataError, prepare_dataset_file
+        from minicpm_plugin.integration.progress import file_progress, prepare_processes
 
         out_dir = Path(cfg.get("dataset_prepared_path") or "last_run_prepared") / "minicpm3_data"
+        num_proc = prepare_processes(cfg)
         for key in ("datasets", "test_datasets"):
             for ds in cfg.get(key) or []:
                 if not _ours(ds):
@@ -125,7 +127,10 @@ class MiniCPM3Plugin(BasePlugin):
                     )
                     continue
                 try:
-                    prepared = prepare_dataset_file(path, format=fmt, on_bad_rows=opts.minicpm3_on_bad_rows, out_dir=out_dir)
+                    with file_progress(path, f"minicpm3: preparing {Path(path).name}") as progress:
+                        prepared = prepare_dataset_file(path, format=fmt, on_bad_rows=opts.minicpm3_on_bad_rows,
+                                                        out_dir=out_dir, literal_style=opts.minicpm3_literal_style,
+                                                        progress=progress, num_proc=num_proc)
                 except DataError as exc:
                     raise ConfigError(str(exc)) from None
                 self.prepared.append(prepared)

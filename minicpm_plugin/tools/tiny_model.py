@@ -156,7 +156,7 @@ def _special_added_tokens() -> list[Any]:
     ]
 
 
-def build_backend_tokenizer(lines: list[str] | None = None) -> Any:
+def build_backend_tokenizer(lines: list[str] | None = None, vocab_size: int = TOKENIZER_VOCAB_TARGET) -> Any:
     """Train the BPE pieces and assemble a `tokenizers.Tokenizer` with MiniCPM3's id layout."""
     from tokenizers import Tokenizer, decoders, models, trainers
 
@@ -167,7 +167,7 @@ def build_backend_tokenizer(lines: list[str] | None = None) -> Any:
     trainer_tok.add_special_tokens(_special_added_tokens())  # split out, never merged
     trainer_tok.pre_tokenizer = _pre_tokenizer()
     trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB_TARGET - len(specials) - len(BYTE_TOKENS),
+        vocab_size=vocab_size - len(specials) - len(BYTE_TOKENS),
         min_frequency=2,
         show_progress=False,
         special_tokens=[],
@@ -190,10 +190,13 @@ def build_backend_tokenizer(lines: list[str] | None = None) -> Any:
     return tok
 
 
-def build_tiny_tokenizer(chat_template: str | None = None) -> Any:
+def build_tiny_tokenizer(chat_template: str | None = None, *, lines: list[str] | None = None,
+                         vocab_size: int = TOKENIZER_VOCAB_TARGET) -> Any:
     """The tiny MiniCPM3 tokenizer as a `transformers` fast tokenizer (not saved).
 
     `chat_template` defaults to `minicpm_plugin.CHAT_TEMPLATE` (left unset while that is empty).
+    `lines` (default: `corpus_lines()`) and `vocab_size` train another vocabulary (the benchmarks'
+    larger one); tests and the tiny model use the defaults.
     """
     from transformers import PreTrainedTokenizerFast
 
@@ -202,7 +205,7 @@ def build_tiny_tokenizer(chat_template: str | None = None) -> Any:
 
         chat_template = CHAT_TEMPLATE or None
     return PreTrainedTokenizerFast(
-        tokenizer_object=build_backend_tokenizer(),
+        tokenizer_object=build_backend_tokenizer(lines, vocab_size),
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="<|im_end|>",
