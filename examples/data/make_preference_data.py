@@ -19,7 +19,7 @@ Files (TRL's conversational preference format, one JSON object per line: `prompt
 `rejected` as one-message lists, `tools`; arguments are JSON strings as OpenAI sends them, thoughts are
 `reasoning_content`):
 - tool_preferences.jsonl       pairs from the 60 training conversations
-- tool_preferences_eval.jsonl  pairs from the 8 held-out conversations
+- tool_preferences_eval.jsonl  pairs from the 8 held-out conversations whose prompt is not a training prompt
 """
 
 from __future__ import annotations
@@ -155,7 +155,11 @@ def make_pairs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     train_rows, eval_rows = SFT["make_tool_rows"]()
     rng = random.Random(SEED)
     train = [p for row in train_rows for p in pairs_of(row, rng)]
-    held_out = [p for row in eval_rows for p in pairs_of(row, rng)]
+    seen = {json.dumps(p["prompt"], sort_keys=True) for p in train}
+    # The SFT generator keeps held-out conversations apart by their first request; a few still repeat a
+    # training prompt word for word (fixed questions), and those pairs would not be held out.
+    held_out = [p for row in eval_rows for p in pairs_of(row, rng)
+                if json.dumps(p["prompt"], sort_keys=True) not in seen]
     return train, held_out
 
 

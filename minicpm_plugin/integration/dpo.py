@@ -113,7 +113,8 @@ def prepare_preference_datasets(cfg: dict[str, Any], opts: Any, out_dir: Path) -
                     raise ConfigError(f"dataset path {path!r} is a directory; give the data file itself.")
                 LOG.warning(f"preference dataset {path!r} is not a local file: its rows reach {PREFERENCE_TYPE} through "
                             "Arrow, which can change argument values (nulls, floats). Download it to a JSON/JSONL file for "
-                            "exact values.")
+                            "exact values." + (f" Its `format: {fmt}` applies to local files only; set minicpm3_format."
+                                               if fmt != opts.minicpm3_format else ""))
                 continue
             try:
                 result = prepare_pairs_file(path, format=fmt, on_bad_rows=opts.minicpm3_on_bad_rows, out_dir=out_dir)
