@@ -87,6 +87,8 @@ def answer(value: Any, path: str) -> dict[str, Any]:
             raise RecordError(f"must hold exactly one assistant message, got {len(value)} messages; a preference "
                               "answer is one assistant turn (put earlier turns into the prompt)", path, "bad-preference")
         value, path = value[0], f"{path}[0]"
+        if isinstance(value, str):
+            return answer_from_text(value, path)
     if not isinstance(value, Mapping):
         raise RecordError(f"must be an assistant message (an object with role and content) or text, got {_kind(value)}",
                           path, "bad-preference")
