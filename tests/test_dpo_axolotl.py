@@ -149,6 +149,42 @@ def test_overlong_pairs_are_left_out_and_reported(tiny_model_dir: Path, tmp_path
     assert f"{source}:1, {source}:2" in caplog.text
 
 
+class MergingTokenizer:
+    """Merges a newline with the character after it, as some tokenizers do: the prompt ends with
+    `<|im_start|>assistant\n`, so prompt + answer no longer splits at the prompt's tokens."""
+
+    eos_token, bos_token = "<|im_end|>", "<s>"
+
+    def __call__(self, texts: list[str], **kwargs: Any) -> dict[str, list[list[int]]]:
+        def encode(text: str) -> list[int]:
+            ids, i = [1], 0
+            while i < len(text):
+                width = 2 if text[i] == "\n" and i + 1 < len(text) else 1
+                ids.append(sum(ord(c) << (21 * k) for k, c in enumerate(text[i:i + width])))
+                i += width
+            return ids
+
+        return {"input_ids": [encode(t) for t in texts]}
+
+
+def test_pairs_not_split_on_a_token_boundary_are_left_out_and_reported(tiny_model_dir: Path, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from minicpm_plugin.integration.dpo import dpo, pair_report, report_left_out
+
+    cfg = load(pair_config(tiny_model_dir, tmp_path, files=["text_pairs.jsonl"]), tmp_path)
+    rows = [json.loads(line) for line in Path(cfg.datasets[0].path).read_text().splitlines()]
+    transform, _ = dpo(cfg, dataset_idx=0)
+    out = transform({k: [r[k] for r in rows] for k in rows[0]}, [0, 1, 2], tokenizer=MergingTokenizer())
+    assert out == {"prompt": [], "chosen": [], "rejected": []}
+    assert {r["status"] for r in pair_report(cfg).records().values()} == {"token-boundary"}
+    logging.getLogger("minicpm_plugin").addHandler(caplog.handler)
+    try:
+        report_left_out(cfg)
+    finally:
+        logging.getLogger("minicpm_plugin").removeHandler(caplog.handler)
+    assert "3 preference pair(s) were left out because the tokenizer merges the end of the prompt" in caplog.text
+
+
 def test_a_tokenizer_with_another_eos_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
