@@ -26,7 +26,7 @@ PAIR_FILES = list(FILES)
 
 
 def pair_config(tiny_model_dir: Path, tmp: Path, rl: str = "dpo", files: list[str] = PAIR_FILES, **overrides: Any) -> dict:
-    cfg = tiny_config(tiny_model_dir, tmp, rl=rl, micro_batch_size=1, max_steps=1, save_steps=1,
+    cfg = tiny_config(tiny_model_dir, tmp, rl=rl, micro_batch_size=1, max_steps=1, save_steps=1, dataset_num_proc=1,
                       datasets=[{"path": str(FIXTURES / f), "type": "minicpm_plugin.dpo"} for f in files])
     if rl == "orpo":
         cfg["orpo_alpha"] = 0.1

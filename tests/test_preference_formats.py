@@ -19,12 +19,11 @@ from minicpm_plugin.formats.preference import (
     is_preference_file,
     load_pairs,
     pair_texts,
-    prepare_pairs_file,
-    read_prepared_pairs,
     scan_pair_records,
     scan_pairs_file,
 )
 from minicpm_plugin.formats.preference_formats import RawPair
+from minicpm_plugin.formats.preference_prepare import prepare_pairs_file, read_prepared_pairs
 from minicpm_plugin.formats.problems import DataError
 from minicpm_plugin.formats.reader import RawRecord
 

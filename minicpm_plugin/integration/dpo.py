@@ -22,17 +22,16 @@ completions with labels and `grpo` generates its own completions, so neither use
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from minicpm_plugin.chat.tokens import BOS, IM_END
-from minicpm_plugin.formats.preference import (
+from minicpm_plugin.formats.preference import pair_texts, scan_pair_records
+from minicpm_plugin.formats.preference_prepare import (
+    decode_pair_row,
     is_prepared_pair_row,
-    pair_texts,
     prepare_pairs_file,
-    scan_pair_records,
 )
 from minicpm_plugin.integration.config_checks import ConfigError
 from minicpm_plugin.integration.length_report import LengthReport
@@ -139,7 +138,7 @@ def pair_report(cfg: Any) -> LengthReport:
 
 def _row_pair(row: dict[str, Any], source: str, fmt: str) -> dict[str, Any]:
     if is_prepared_pair_row(row):
-        return json.loads(row["pair"])
+        return decode_pair_row(row)
     from minicpm_plugin.formats.reader import RawRecord
 
     scanned = scan_pair_records([RawRecord(1, {k: v for k, v in row.items() if v is not None})], source, format=fmt)
