@@ -38,4 +38,10 @@ def __getattr__(name: str) -> Any:
         from minicpm_plugin.integration import MiniCPM3Plugin
 
         return MiniCPM3Plugin
+    # `rl: dpo` + `type: minicpm_plugin.dpo`: axolotl's RL loader imports this package and calls
+    # `getattr(minicpm_plugin, "dpo")(cfg, dataset_idx=i)` (axolotl.prompt_strategies.base.load).
+    if name == "dpo":
+        from minicpm_plugin.integration.dpo import dpo
+
+        return dpo
     raise AttributeError(f"module 'minicpm_plugin' has no attribute {name!r}")

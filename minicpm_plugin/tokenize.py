@@ -153,3 +153,40 @@ def tokenize_conversation(
     rendered = render_conversation(messages, conversation.get("tools"), literal_style=literal_style)
     enc = tokenizer(rendered.text, return_offsets_mapping=True, add_special_tokens=True, return_attention_mask=False)
     return finish(rendered, messages, list(enc["input_ids"]), enc["offset_mapping"], options, sequence_len, overlong)
+
+
+@dataclass(frozen=True)
+class PairTokens:
+    """Token ids of a preference pair as TRL's DPOTrainer builds them from three strings.
+
+    ``prompt_ids`` is the tokenized prompt (with the tokenizer's `<s>`); each answer's ids are the
+    tokens of prompt + answer after the prompt's length. ``boundary_ok`` says that the prompt's tokens
+    are a prefix of both, i.e. the split falls on a token boundary and the answer ids are exactly the
+    tokens the model sees (and generates) after the prompt.
+    """
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    boundary_ok: bool
+
+    @property
+    def length(self) -> int:
+        """The longer of prompt + chosen and prompt + rejected (what must fit `sequence_len`)."""
+        return len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+def tokenize_pairs(tokenizer: Any, texts: Sequence[Any]) -> list[PairTokens]:
+    """`PairTokens` for many `minicpm_plugin.formats.preference.PairTexts` (three batched tokenizer calls)."""
+    if not texts:
+        return []
+    prompts = [t.prompt for t in texts]
+    p_ids = tokenizer(prompts, add_special_tokens=True, return_attention_mask=False)["input_ids"]
+    c_ids = tokenizer([t.prompt + t.chosen for t in texts], add_special_tokens=True, return_attention_mask=False)["input_ids"]
+    r_ids = tokenizer([t.prompt + t.rejected for t in texts], add_special_tokens=True, return_attention_mask=False)["input_ids"]
+    out = []
+    for p, c, r in zip(p_ids, c_ids, r_ids, strict=True):
+        p, c, r = list(p), list(c), list(r)
+        n = len(p)
+        out.append(PairTokens(p, c[n:], r[n:], c[:n] == p and r[:n] == p))
+    return out

@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--sequence-len needs --tokenizer DIR to count tokens")
     if args.sequence_len is not None and args.sequence_len <= 0:
         raise UserError("--sequence-len must be a positive number of tokens")
+    from minicpm_plugin.cli.preference import check_pair_files, split_pair_files
+
+    pair_files, args.files = split_pair_files(args.files, args.format)  # preference pairs: their own checks
+    pair_status = check_pair_files(pair_files, args) if pair_files else 0
+    if not args.files:
+        return pair_status
     reg = registry_for(args.format)
     for err in reg.load_errors:
         print(f"warning: format plugin failed to load: {err}", file=sys.stderr)
@@ -152,4 +158,4 @@ def run(args: argparse.Namespace) -> int:
         line += "; token counts need --tokenizer DIR"
     print(line)
     failed = totals["errors"] > 0 or (args.strict and totals["warnings"] > 0)
-    return 1 if failed else 0
+    return 1 if failed or pair_status else 0

@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     _positive(args.batch_size, "--batch-size")
     if not Path(args.data).is_file():
         raise UserError(f"--data {args.data} is not a file")
+    from minicpm_plugin.cli.preference import eval_pairs, split_pair_files
+
+    if split_pair_files([args.data], args.format)[0]:  # preference pairs: log-prob of chosen vs rejected
+        return eval_pairs(args)
     try:
         conversations = load_conversations(args.data, format=args.format)
     except DataError as exc:

@@ -82,11 +82,14 @@ def pick_record(records: list[Any], file: str, index: int | None, line: int | No
 
 def run(args: argparse.Namespace) -> int:
     from minicpm_plugin.chat import render_conversation
+    from minicpm_plugin.cli.preference import render_pair, split_pair_files
     from minicpm_plugin.formats import FormatLookupError, Problem
     from minicpm_plugin.formats.reader import FileProblem, parse_records, read_bytes
     from minicpm_plugin.formats.scan import convert_record
     from minicpm_plugin.tokenize import IGNORE_INDEX, LabelOptions, tokenize_conversation, trainable_spans
 
+    if split_pair_files([args.file], args.format)[0]:
+        return render_pair(args)
     reg = registry_for(args.format)
     # Only the chosen record is converted (the format is still detected from the file's first records).
     try:

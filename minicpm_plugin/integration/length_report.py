@@ -64,13 +64,18 @@ class LengthReport:
         finally:
             os.close(fd)
 
-    def summary(self) -> LengthSummary:
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The last record of each source: ``{"source", "status", "full", "kept", "turns_cut"}``."""
         rows: dict[str, dict[str, Any]] = {}
         if self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     row = json.loads(line)
                     rows[row["source"]] = row
+        return rows
+
+    def summary(self) -> LengthSummary:
+        rows = self.records()
         out = LengthSummary()
         counts: Counter[str] = Counter(r["status"] for r in rows.values())
         out.dropped, out.truncated, out.nothing_to_train = counts["dropped"], counts["truncated"], counts["nothing_to_train"]

@@ -62,6 +62,7 @@ class MiniCPM3Plugin(BasePlugin):
         super().__init__()
         self.on_cpu = False
         self.prepared: list[Any] = []
+        self.prepared_pairs: list[Any] = []
 
     def get_input_args(self) -> str:
         return "minicpm_plugin.integration.args.MiniCPM3Args"
@@ -92,6 +93,7 @@ class MiniCPM3Plugin(BasePlugin):
             )
         if opts.minicpm3_eval_tools_data and not Path(opts.minicpm3_eval_tools_data).is_file():
             raise ConfigError(f"minicpm3_eval_tools_data: {opts.minicpm3_eval_tools_data!r} is not a file.")
+        self._prepare_preference_datasets(cfg, opts)
         self._prepare_datasets(cfg, opts)
         if cfg.get("merge_lora"):
             from minicpm_plugin.integration.merge import keep_trained_tokenizer_on_merge
@@ -140,7 +142,25 @@ class MiniCPM3Plugin(BasePlugin):
                 ds.pop("data_files", None)
                 ds.setdefault("split", "train")
 
+    def _prepare_preference_datasets(self, cfg: dict[str, Any], opts: Any) -> None:
+        """`rl: dpo` + `type: minicpm_plugin.dpo`: checks, then the same Arrow-safe preparation as SFT data."""
+        from minicpm_plugin.integration.dpo import check_preference_config, prepare_preference_datasets
+
+        if check_preference_config(cfg, opts):
+            out_dir = Path(cfg.get("dataset_prepared_path") or "last_run_prepared") / "minicpm3_data"
+            self.prepared_pairs = prepare_preference_datasets(cfg, opts, out_dir)
+
+    def post_trainer_create(self, cfg: Any, trainer: Any) -> None:
+        from minicpm_plugin.integration.dpo import check_trainer, is_preference_dataset
+
+        if any(is_preference_dataset(ds) for ds in (cfg.datasets or [])):
+            check_trainer(cfg, trainer, self.prepared_pairs)
+
     def pre_model_load(self, cfg: Any) -> None:
+        from minicpm_plugin.integration.dpo import is_preference_dataset, report_left_out
+
+        if any(is_preference_dataset(ds) for ds in (cfg.datasets or [])):
+            report_left_out(cfg)
         # Runs right after preprocessing: report rows dropped or truncated for length.
         if not any(_ours(ds) for ds in (cfg.datasets or [])):
             return

@@ -383,6 +383,13 @@ def plan_from_recipe(recipe: Mapping[str, Any], base_dir: str | Path = ".", worl
         if not targets and mode != "full":
             raise PlanError("no LoRA targets: set lora_target_modules or lora_target_linear: true")
     bnb = recipe.get("bnb_config_kwargs") or {}
+    # Preference training (rl: dpo, ipo, simpo, orpo) runs chosen and rejected of each pair in one batch.
+    rows_per_item = 2 if str(recipe.get("rl") or "").lower() in ("dpo", "ipo", "simpo", "orpo") else 1
+    if rows_per_item == 2:
+        notes.append("preference pairs: chosen and rejected run in one batch, so activations count 2 x micro_batch_size "
+                     "rows (shown as the micro batch); " + ("the reference log-probs come from the same weights with the "
+                     "adapter off" if adapter else "full fine-tuning DPO also holds a frozen reference copy of the model "
+                     "(not included: add the weights once more, or set precompute_ref_log_probs)"))
     try:
         return Plan(
             shape=shape,
@@ -393,7 +400,7 @@ def plan_from_recipe(recipe: Mapping[str, Any], base_dir: str | Path = ".", worl
             lora_dropout=float(recipe.get("lora_dropout") or 0.0),
             double_quant=bool(bnb.get("bnb_4bit_use_double_quant", True)),
             optimizer=str(recipe.get("optimizer") or "adamw_torch_fused"),
-            micro_batch_size=int(recipe.get("micro_batch_size") or 1),
+            micro_batch_size=int(recipe.get("micro_batch_size") or 1) * rows_per_item,
             sequence_len=int(recipe.get("sequence_len") or 2048),
             gradient_checkpointing=bool(recipe.get("gradient_checkpointing")),
             deepspeed=_deepspeed(recipe, base),
