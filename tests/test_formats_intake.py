@@ -247,7 +247,28 @@ def test_every_fixture_has_a_cli_case() -> None:
     assert sorted(p.name for p in INTAKE.iterdir()) == sorted(c[0] for c in CLI_CASES)
 
 
-@pytest.mark.parametrize(("name", "code", "problems", "summary"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+#: Preference files: `check` validates them as pairs (the DPO path); the SFT scan refuses them by name.
+PREFERENCE_CASES = [c for c in CLI_CASES if c[0].startswith("preference_")]
+SFT_CASES = [c for c in CLI_CASES if c not in PREFERENCE_CASES]
+
+
+@pytest.mark.parametrize(("name", "code", "problems", "summary"), PREFERENCE_CASES, ids=[c[0] for c in PREFERENCE_CASES])
+def test_preference_files_are_refused_for_sft_and_checked_as_pairs(
+        name: str, code: int, problems: list[str], summary: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    scanned = scan(name)
+    assert [str(p) for p in scanned.problems] == problems
+    assert f"{scanned.format}): {scanned.stats()['rows']} rows, {scanned.stats()['bad']} with errors" in summary
+    monkeypatch.chdir(INTAKE)
+    mixed = name == "preference_swift.jsonl"  # one pair and one plain chat: neither an SFT nor a preference file
+    assert main(["check", name]) == (1 if mixed else 0)
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    assert (f"{name}: format unknown" if mixed else "0 with errors") in out.splitlines()[-1]
+    assert out.splitlines()[-1].startswith("checked 1 preference file (")
+
+
+@pytest.mark.parametrize(("name", "code", "problems", "summary"), SFT_CASES, ids=[c[0] for c in SFT_CASES])
 def test_check_cli_on_each_fixture(name: str, code: int, problems: list[str], summary: str,
                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(INTAKE)
@@ -258,12 +279,12 @@ def test_check_cli_on_each_fixture(name: str, code: int, problems: list[str], su
 
 
 def test_check_cli_subprocess_on_the_whole_corpus_never_shows_a_traceback() -> None:
-    names = sorted(p.name for p in INTAKE.iterdir())
+    names = sorted(c[0] for c in SFT_CASES)
     proc = subprocess.run([sys.executable, "-m", "minicpm_plugin.cli", "check", *names], cwd=INTAKE,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
-    rows = sum(int(c[3].split("): ")[1].split(" rows")[0]) for c in CLI_CASES)
-    bad = sum(int(c[3].split(" rows, ")[1].split(" with errors")[0]) for c in CLI_CASES)
+    rows = sum(int(c[3].split("): ")[1].split(" rows")[0]) for c in SFT_CASES)
+    bad = sum(int(c[3].split(" rows, ")[1].split(" with errors")[0]) for c in SFT_CASES)
     assert proc.stdout.splitlines()[-1].startswith(f"checked {len(names)} files (")
     assert f": {rows} rows, {bad} with errors, " in proc.stdout.splitlines()[-1]

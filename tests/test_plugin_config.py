@@ -30,7 +30,10 @@ def test_valid_config_is_fixed_for_cpu_and_gets_our_template(tiny_model_dir: Pat
     assert cfg.datasets[0].path.endswith(".jsonl") and "minicpm3_data" in cfg.datasets[0].path
     assert cfg.minicpm3_literal_style == "python" and cfg.minicpm3_overlong == "drop"
     rows = [json.loads(line) for line in Path(cfg.datasets[0].path).read_text().splitlines()]
-    assert set(rows[0]) == {"conversation", "source"} and isinstance(rows[0]["conversation"], str)
+    # The prepared-row contract: strings and a flat list of ints (Arrow infers no schema for the arguments).
+    assert set(rows[0]) == {"conversation", "source", "text", "literal_style", "spans"}
+    assert all(isinstance(rows[0][k], str) for k in ("conversation", "source", "text", "literal_style"))
+    assert rows[0]["literal_style"] == "python" and all(isinstance(v, int) for v in rows[0]["spans"])
     assert rows[0]["source"].endswith("tool_calls.jsonl:1")
 
 

@@ -81,7 +81,7 @@ def prepare_pairs_file(path: str | Path, *, format: str = "auto", on_bad_rows: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(path).name.split(".")[0] or "data"
-    base = f"{stem}.pairs.{_cache_key(data, file, f'pairs{PAIRS_VERSION}:{format}', on_bad_rows, REGISTRY)}"
+    base = f"{stem}.pairs.{_cache_key(path, file, f'pairs{PAIRS_VERSION}:{format}', on_bad_rows, '', REGISTRY)}"
     rows_path, stats_path = out / f"{base}.jsonl", out / f"{base}.stats.json"
     if rows_path.exists() and stats_path.exists():
         try:
@@ -96,13 +96,13 @@ def prepare_pairs_file(path: str | Path, *, format: str = "auto", on_bad_rows: s
     problems_path = None
     if scanned.problems:
         problems_path = out / f"{base}.problems.txt"
-        _write_atomic(problems_path, (f"{p}\n" for p in scanned.problems))
-    _write_atomic(rows_path, (encode_pair_row(r.pair, r.source) + "\n" for r in scanned.good_rows if r.pair is not None))
+        _write_atomic(problems_path, "".join(f"{p}\n" for p in scanned.problems))
+    _write_atomic(rows_path, "".join(encode_pair_row(r.pair, r.source) + "\n" for r in scanned.good_rows if r.pair is not None))
     prepared = PreparedPairs(file, str(rows_path), scanned.format or format, stats["rows"], stats["good"],
                              scanned.skipped_by_reason(), stats, str(problems_path) if problems_path else None)
     record = asdict(prepared)
     record.pop("reused")
-    _write_atomic(stats_path, iter([json.dumps(record, ensure_ascii=False, indent=1) + "\n"]))
+    _write_atomic(stats_path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
     return prepared
 
 
