@@ -10,6 +10,7 @@ import pytest
 from axolotl_runs import REPO
 from helpers import load_json
 
+from minicpm_plugin import render_chat
 from minicpm_plugin.formats.prepare import load_conversations
 from minicpm_plugin.integration.length_report import LengthReport
 from minicpm_plugin.strategy import load
@@ -242,3 +243,30 @@ def test_arrow_columns_are_those_of_python_lists(tokenizer: Any, tmp_path: Path)
     assert {k: str(v) for k, v in mapped.features.items()} == {
         "input_ids": "List(Value('int32'))", "attention_mask": "List(Value('int8'))", "labels": "List(Value('int64'))"}
     assert mapped.to_dict() == from_lists.to_dict()
+
+
+def test_encode_equals_the_tokenizer_call(tiny_model_dir: Path) -> None:
+    """The strategy's one tokenizer call per batch gives what `tokenizer(texts, return_offsets_mapping=True)`
+    gives, also when the tokenizer carries settings that make it fall back to that call."""
+    from transformers import AutoTokenizer
+
+    from minicpm_plugin.integration.strategy import _plain_backend, encode
+
+    texts = [render_chat(conv(name)["messages"], conv(name)["tools"]) for name in list(GOLDEN)[:12]] + ["", " x  \n\t"]
+
+    def reference(tok: Any) -> tuple[list, list]:
+        enc = tok(texts, return_offsets_mapping=True, add_special_tokens=True)
+        return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert _plain_backend(tok)
+    ids, offsets = encode(tok, texts)
+    assert (ids, [[tuple(o) for o in offs] for offs in offsets]) == reference(tok)
+    assert all(i[0] == tok.bos_token_id for i in ids)
+    truncating = AutoTokenizer.from_pretrained(tiny_model_dir)
+    truncating.backend_tokenizer.enable_truncation(max_length=5)  # e.g. set in a tokenizer.json: the call resets it
+    ids, offsets = encode(truncating, texts)
+    assert (ids, [[tuple(o) for o in offs] for offs in offsets]) == reference(tok) and max(map(len, ids)) > 5
+    splitting = AutoTokenizer.from_pretrained(tiny_model_dir, split_special_tokens=True)
+    ids, _ = encode(splitting, texts)
+    assert ids == splitting(texts)["input_ids"] != reference(tok)[0]
