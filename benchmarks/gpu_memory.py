@@ -12,6 +12,12 @@ the next. About 4-6 minutes on one H100 (the first DeepSpeed run compiles its CP
     python benchmarks/gpu_memory.py                  # every examples/minicpm3_*.yml, on the GPU
     python benchmarks/gpu_memory.py --only qlora,lora --steps 3 --json out.json
     python benchmarks/gpu_memory.py --tiny --cpu     # the tiny MiniCPM3 on CPU: proves the script runs
+    python benchmarks/gpu_memory.py --loss both      # each recipe with the chunked loss on, then off
+
+The plugin's chunked loss (`minicpm3_chunked_loss`, on by default) is applied to the model as the plugin
+does (`--loss on`, the default; `off`: transformers' loss; `both`), and the estimate counts the same loss.
+Needs torch, transformers and peft; bitsandbytes for QLoRA and 8-bit optimizers; DeepSpeed only for a
+recipe's `deepspeed` line: without it that line is ignored, as with --no-deepspeed, and the row says so.
 
 Columns: `estimate` is minicpm_plugin.tools.memory's total (incl. CUDA context); `allocated` is
 torch.cuda.max_memory_allocated (tensors only); `reserved` is max_memory_reserved (the caching
@@ -23,6 +29,7 @@ PyTorch's allocator). The estimate should sit between `reserved` and `device`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -92,10 +99,11 @@ def _quantize_linears(model: Any, device: str, double_quant: bool, compute_dtype
 
 
 def _optimizer(name: str, params: list[Any], lr: float, weight_decay: float) -> Any:
-    import bitsandbytes as bnb
     import torch
 
     name = name.lower()
+    if "8bit" in name or name.startswith("paged_"):
+        import bitsandbytes as bnb
     if name in ("paged_adamw_8bit",):
         return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
     if name in ("adamw_bnb_8bit", "adamw_8bit"):
@@ -118,14 +126,20 @@ def run_one(recipe_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     device = "cuda" if on_gpu else "cpu"
     dtype = torch.bfloat16 if on_gpu else torch.float32  # the plugin's CPU fallback trains in fp32
     config = _config(args.tiny)
+    notes = []
+    if recipe.get("deepspeed") and not args.no_deepspeed and importlib.util.find_spec("deepspeed") is None:
+        notes.append("deepspeed is not installed: its config ignored")
+        args = argparse.Namespace(**{**vars(args), "no_deepspeed": True})
     if args.no_deepspeed:
         recipe.pop("deepspeed", None)
     plan = plan_from_recipe(recipe, base_dir=recipe_path.parent)
-    plan = with_overrides(plan, shape=ModelShape.from_config(config.to_dict()), dtype_bytes=2 if on_gpu else 4)
+    plan = with_overrides(plan, shape=ModelShape.from_config(config.to_dict()), dtype_bytes=2 if on_gpu else 4,
+                          chunked_loss=args.loss == "on")
     if args.sequence_len:
         plan = with_overrides(plan, sequence_len=args.sequence_len)
     est = estimate(plan)
-    result: dict[str, Any] = {"recipe": recipe_path.name, "estimate_gib": est.total / GIB,
+    result: dict[str, Any] = {"recipe": recipe_path.name + ("" if args.loss == "on" else " (loss off)"),
+                              "chunked_loss": args.loss == "on", "notes": notes, "estimate_gib": est.total / GIB,
                               "estimate_parts_gib": {k: v / GIB for k, v in est.parts.items()},
                               "estimate_cpu_gib": est.cpu_bytes / GIB, "mode": plan.mode,
                               "deepspeed": plan.deepspeed.path, "tokens": plan.tokens}
@@ -170,6 +184,10 @@ def run_one(recipe_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     if plan.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
+    if args.loss == "on":
+        from minicpm_plugin.model.loss import install_chunked_loss
+
+        install_chunked_loss(model)
     model.config.use_cache = False
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -242,11 +260,12 @@ def _row(r: dict[str, Any]) -> str:
         return f"{r[key]:9.2f}" if isinstance(r.get(key), (int, float)) else f"{'n/a':>9}"
 
     if "error" in r:
-        return f"{r['recipe']:<26} {g('estimate_gib')}  FAILED: {r['error']}"
+        return f"{r['recipe']:<36} {g('estimate_gib')}  FAILED: {r['error']}"
     ratio = f"{r['estimate_gib'] / r['device_gib']:6.2f}" if r.get("device_gib") else f"{'n/a':>6}"
     steps = f"{sum(r['step_s']) / len(r['step_s']):6.1f}" if r.get("step_s") else ""
-    return (f"{r['recipe']:<26} {g('estimate_gib')} {g('allocated_gib')} {g('reserved_gib')} {g('device_gib')} "
-            f"{ratio} {steps}")
+    notes = f"  ({'; '.join(r['notes'])})" if r.get("notes") else ""
+    return (f"{r['recipe']:<36} {g('estimate_gib')} {g('allocated_gib')} {g('reserved_gib')} {g('device_gib')} "
+            f"{ratio} {steps}{notes}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override every recipe's sequence_len (default with --tiny: 256)")
     parser.add_argument("--no-deepspeed", action="store_true",
                         help="ignore the recipes' deepspeed line (full: bf16 weights + its 8-bit AdamW on one GPU)")
+    parser.add_argument("--loss", choices=("on", "off", "both"), default="on",
+                        help="the plugin's chunked loss (default on, as the plugin trains), off, or both")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: run one recipe, print JSON
     args = parser.parse_args(argv)
@@ -286,18 +307,20 @@ def main(argv: list[str] | None = None) -> int:
         recipes = [r for r in recipes if r.stem in wanted]
     passthrough = (["--steps", str(args.steps)] + ["--tiny"] * args.tiny + ["--cpu"] * args.cpu
                    + ["--no-deepspeed"] * args.no_deepspeed)
+    losses = ["on", "off"] if args.loss == "both" else [args.loss]
+    jobs = [(recipe, loss) for recipe in recipes for loss in losses]
     if args.sequence_len:
         passthrough += ["--sequence-len", str(args.sequence_len)]
     results = []
     start = time.perf_counter()
-    for recipe in recipes:
+    for recipe, loss in jobs:
         if args.cpu:  # no GPU memory to isolate: one process, imports paid once
             try:
-                results.append(run_one(recipe, args))
+                results.append(run_one(recipe, argparse.Namespace(**{**vars(args), "loss": loss})))
             except Exception as exc:  # report and go on with the next recipe
                 results.append({"recipe": recipe.name, "error": f"{type(exc).__name__}: {exc}"[:300]})
         else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), *passthrough, "--one", str(recipe)]
+            cmd = [sys.executable, str(Path(__file__).resolve()), *passthrough, "--loss", loss, "--one", str(recipe)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             found = [line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if found:
@@ -312,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{model} on {where}, {args.steps} steps each, {time.perf_counter() - start:.0f} s"
           + (", DeepSpeed lines ignored" if args.no_deepspeed else ""))
-    print(f"{'recipe':<26} {'estimate':>9} {'allocated':>9} {'reserved':>9} {'device':>9} {'est/dev':>6} {'s/step':>6}")
+    print(f"{'recipe':<36} {'estimate':>9} {'allocated':>9} {'reserved':>9} {'device':>9} {'est/dev':>6} {'s/step':>6}")
     for r in results:
         print(_row(r))
     if args.json:

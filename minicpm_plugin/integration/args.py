@@ -35,6 +35,11 @@ class MiniCPM3Args(BaseModel):
     minicpm3_cpu_fallback: bool = Field(default=True, json_schema_extra={
         "description": "With no GPU present, adjust the run so it works on CPU (fp32, no Triton LoRA kernels, "
                        "no flash attention, gloo for DeepSpeed). Changes nothing when a GPU is present."})
+    minicpm3_chunked_loss: bool = Field(default=True, json_schema_extra={
+        "description": "Compute the training loss in chunks of tokens, never holding the full [tokens, 73448] "
+                       "logits or their gradient; the same loss and gradients as transformers' (hidden states "
+                       "divided by logits_scaling, num_items_in_batch normalisation). liger's fused kernel runs "
+                       "it on a GPU where installed. false: transformers' standard loss."})
     minicpm3_eval_tools_steps: int | None = Field(default=None, json_schema_extra={
         "description": "Every N steps, generate on a few eval conversations and log tool-call accuracy."})
     minicpm3_eval_tools_data: str | None = Field(default=None, json_schema_extra={

@@ -141,3 +141,65 @@ def check_chat_template(cfg: dict[str, Any], template: str) -> None:
         )
     cfg["chat_template"] = "jinja"
     cfg["chat_template_jinja"] = template
+
+
+_SCALING = ("MiniCPM3 divides its final hidden states by logits_scaling (hidden_size / dim_model_base = 10) before "
+            "lm_head")
+
+
+def _plugin_listed(cfg: dict[str, Any], part: str) -> bool:
+    return any(part in str(p) for p in cfg.get("plugins") or [])
+
+
+def check_fused_losses(cfg: dict[str, Any], chunked_loss: bool, on_cpu: bool) -> tuple[str, list[str]]:
+    """liger / cut-cross-entropy with MiniCPM3: refuse what would train on wrong logits, say what is not applied.
+
+    Returns the backend for the plugin's chunked loss ("auto", "torch" or "liger") and lines to log.
+    axolotl 0.19 applies liger to minicpm3 only through its generic fused-linear-cross-entropy forward and
+    cut-cross-entropy only through its generic Llama forward; both call lm_head on the raw hidden states.
+    The plugin's own forward (installed on the model instance) replaces them and runs liger's kernel on the
+    scaled hidden states; the RMSNorm and SwiGLU kernels it applies itself (see model.kernels).
+    """
+    notes: list[str] = []
+    if cfg.get("cut_cross_entropy") or (_plugin_listed(cfg, "cut_cross_entropy") and cfg.get("cut_cross_entropy") is None):
+        raise ConfigError(
+            f"cut_cross_entropy is not supported for MiniCPM3: its generic patch (minicpm3 is not among its models) "
+            f"skips what {_SCALING}, so it would train on logits 10x too large. Remove "
+            "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin from plugins (or set cut_cross_entropy: "
+            "false); minicpm3_chunked_loss (on by default) keeps the full logits out of memory with the scaling."
+        )
+    if cfg.get("dpo_use_liger_kernel"):
+        raise ConfigError(
+            f"dpo_use_liger_kernel: true is not supported for MiniCPM3: TRL's fused DPO loss multiplies the decoder's "
+            f"hidden states by lm_head's weight directly and skips what {_SCALING}. Remove dpo_use_liger_kernel."
+        )
+    if cfg.get("liger_use_token_scaling"):
+        raise ConfigError("liger_use_token_scaling is not supported for MiniCPM3 (the plugin computes MiniCPM3's loss "
+                          "itself, without token scaling). Remove liger_use_token_scaling.")
+    flce = cfg.get("liger_fused_linear_cross_entropy")
+    backend = "auto" if flce is None else "liger" if flce else "torch"
+    if flce and not chunked_loss:
+        raise ConfigError(
+            f"liger_fused_linear_cross_entropy with minicpm3_chunked_loss: false would run axolotl's generic liger "
+            f"forward, which skips what {_SCALING} (logits 10x too large). Keep minicpm3_chunked_loss on (the default: "
+            "the plugin then runs liger's fused kernel on the scaled hidden states) or remove "
+            "liger_fused_linear_cross_entropy."
+        )
+    if flce:
+        notes.append("liger_fused_linear_cross_entropy: the plugin's MiniCPM3 loss runs liger's fused kernel on hidden "
+                     "states divided by logits_scaling" + (" (no GPU here: the torch chunked loss instead)" if on_cpu else ""))
+    if cfg.get("chunked_cross_entropy") and chunked_loss:
+        cfg["chunked_cross_entropy"] = False
+        notes.append("chunked_cross_entropy turned off: minicpm3_chunked_loss already chunks the loss and, unlike it, "
+                     "never builds the full logits")
+    if cfg.get("liger_cross_entropy"):
+        notes.append("liger_cross_entropy is not applied to MiniCPM3 (axolotl has no liger mapping for minicpm3); "
+                     + ("minicpm3_chunked_loss computes the loss" if chunked_loss else "transformers' loss is used"))
+    if cfg.get("liger_rope"):
+        notes.append("liger_rope is not applied to MiniCPM3: it rotates only a 32-dim slice of each head with longrope "
+                     "factors, which liger's rope kernel does not implement")
+    if cfg.get("liger_layer_norm"):
+        notes.append("liger_layer_norm has no effect: MiniCPM3 has no LayerNorm (its norms are RMSNorm: liger_rms_norm)")
+    if on_cpu and (cfg.get("liger_rms_norm") or cfg.get("liger_glu_activation") or cfg.get("liger_swiglu")):
+        notes.append("liger_rms_norm / liger_glu_activation are not applied without a GPU (liger's kernels are Triton)")
+    return backend, notes

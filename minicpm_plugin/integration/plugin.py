@@ -14,6 +14,7 @@ from minicpm_plugin.integration.config_checks import (
     ConfigError,
     check_chat_template,
     check_deepspeed,
+    check_fused_losses,
     check_lora_kernels,
     check_lora_targets,
     check_model,
@@ -63,6 +64,7 @@ class MiniCPM3Plugin(BasePlugin):
         self.on_cpu = False
         self.prepared: list[Any] = []
         self.prepared_pairs: list[Any] = []
+        self.loss_backend = "auto"
 
     def get_input_args(self) -> str:
         return "minicpm_plugin.integration.args.MiniCPM3Args"
@@ -86,6 +88,9 @@ class MiniCPM3Plugin(BasePlugin):
                 LOG.info("no GPU found: running on CPU with " + "; ".join(changed))
             if cfg.get("deepspeed"):
                 init_single_process_gloo()
+        self.loss_backend, notes = check_fused_losses(cfg, opts.minicpm3_chunked_loss, self.on_cpu)
+        for note in notes:
+            LOG.info(note)
         if opts.minicpm3_eval_tools_steps and not (opts.minicpm3_eval_tools_data or cfg.get("test_datasets")):
             raise ConfigError(
                 "minicpm3_eval_tools_steps is set but there is nothing to evaluate on: set minicpm3_eval_tools_data "
@@ -188,6 +193,25 @@ class MiniCPM3Plugin(BasePlugin):
 
             install_packing_guard(model)
             LOG.info("sample packing: packed samples attend only within themselves (mask from position_ids)")
+
+        self._install_model_patches(cfg, model)
+
+    def _install_model_patches(self, cfg: Any, model: Any) -> None:
+        """The chunked loss and liger's RMSNorm/SwiGLU kernels on the model instance (idempotent)."""
+        if plugin_options(cfg).minicpm3_chunked_loss:
+            from minicpm_plugin.model.loss import chunked_loss_settings, install_chunked_loss
+
+            first = chunked_loss_settings(model) is None
+            install_chunked_loss(model, backend=self.loss_backend)
+            if first:
+                LOG.info("chunked loss: the training loss never holds the full [tokens, vocab] logits "
+                         "(minicpm3_chunked_loss: false turns it off)")
+        if (cfg.liger_rms_norm or cfg.liger_glu_activation) and not self.on_cpu:
+            from minicpm_plugin.model.kernels import apply_liger_kernels
+
+            counts = apply_liger_kernels(model, rms_norm=bool(cfg.liger_rms_norm), swiglu=bool(cfg.liger_glu_activation))
+            if any(counts.values()):
+                LOG.info(f"liger kernels on MiniCPM3: {counts['rms_norm']} RMSNorm, {counts['swiglu']} SwiGLU MLP modules")
 
     def post_model_load(self, cfg: Any, model: Any) -> None:
         self.post_model_build(cfg, model)  # idempotent; covers loaders that skip post_model_build

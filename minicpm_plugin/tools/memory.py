@@ -183,6 +183,9 @@ class Plan:
     deepspeed: DeepSpeedPlan = field(default_factory=DeepSpeedPlan)
     world_size: int = 1
     notes: tuple[str, ...] = ()
+    #: the plugin's chunked loss (minicpm3_chunked_loss): logits of `loss_chunk_tokens` tokens at a time
+    chunked_loss: bool = False
+    loss_chunk_tokens: int = 1024
 
     @property
     def tokens(self) -> int:
@@ -286,6 +289,8 @@ def estimate(plan: Plan) -> Estimate:
     final = t * ((4 + 2 * a) * s.hidden_size + a * s.hidden_size)  # final norm + the scaled lm_head input
     mask = plan.micro_batch_size * plan.sequence_len**2  # 4D boolean mask when rows are padded
     logits = t * s.vocab_size * 12.0  # bf16 logits, fp32 copy, log-softmax, and their gradients
+    if plan.chunked_loss:  # one chunk's worth at a time (recomputed in backward)
+        logits = min(t, plan.loss_chunk_tokens) * s.vocab_size * 12.0
     if plan.gradient_checkpointing:
         kept = s.num_hidden_layers * t * s.hidden_size * a  # each layer's input
         recompute = 1.5 * t * layer  # backward re-runs one layer and holds its activation gradients
