@@ -75,4 +75,6 @@ def test_smoke_trains_the_recipe(tmp_path: Path) -> None:
     assert result.ok, f"{result.reason}\n" + "\n".join(result.log.splitlines()[-30:])
     assert len(result.losses) == 2 and result.saved == "adapter_model.safetensors"
     assert "tool_preferences.jsonl (trl, preference pairs): 61 rows, 61 prepared, 0 skipped" in result.log
-    assert "trainer: 61 preference pairs, prompts start with one <s>" in result.log
+    assert "tool_preferences_eval.jsonl (trl, preference pairs): 5 rows, 5 prepared, 0 skipped" in result.log
+    # The check after the trainer is built counts its train and eval pairs: 61 + 5, none lost.
+    assert "trainer: 66 preference pairs, prompts start with one <s>" in result.log
