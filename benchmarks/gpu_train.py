@@ -1,6 +1,6 @@
 """GPU training benchmark: MiniCPM3-4B (random init, no download), no axolotl: transformers + peft (+ bitsandbytes).
 
-    python3 benchmarks/gpu_train.py --json $OUT/gpu_train.json    # one GPU, the whole benchmark, < 9 min
+    python3 benchmarks/gpu_train.py --json $OUT/gpu_train.json    # one GPU, the whole benchmark, < 9 min (est.)
     python benchmarks/gpu_train.py --tiny --cpu                     # the same code on CPU, about a minute
 
 The plugin's model patches are applied directly (`minicpm_plugin.model`: packing guard, chunked loss), as
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="torch threads with --cpu (default 1: the tiny model's ops are too small to share)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=8.5, help="skip runs not started by then")
+    p.add_argument("--max-minutes", type=float, default=7.0, help="skip runs not started by then")
     p.add_argument("--workdir", default=None, help="where the random checkpoint is written (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)

@@ -79,8 +79,9 @@ def test_gpu_train_tiny_cpu_runs_without_axolotl(bare_site: Path, tmp_path: Path
 @pytest.mark.slow
 def test_gpu_memory_tiny_cpu_runs_without_axolotl_or_deepspeed(bare_site: Path, tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
+    # rows of 1536 tokens: longer than one 1,024-token chunk, so the estimate differs with the loss on and off
     proc = _run(bare_site, "gpu_memory.py", "--tiny", "--cpu", "--steps", "1", "--only", "qlora,full", "--loss", "both",
-                "--json", str(out), tmp=tmp_path)
+                "--sequence-len", "1536", "--json", str(out), tmp=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert len(rows) == 4 and all("error" not in r for r in rows), rows
