@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +97,25 @@ def check_lora_targets(cfg: dict[str, Any]) -> None:
         )
 
 
+def zero_stage(cfg: Any) -> int | None:
+    """The ZeRO stage of the config's DeepSpeed file (None without one, or when it cannot be read)."""
+    path = cfg.get("deepspeed")
+    if not path:
+        return None
+    try:
+        # axolotl replaces the path by the loaded config (a dict) during validation
+        config = dict(path) if isinstance(path, Mapping) else json.loads(Path(path).read_text(encoding="utf-8"))
+        return config.get("zero_optimization", {}).get("stage")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None  # axolotl reports a missing or broken file itself
+
+
 def check_deepspeed(cfg: dict[str, Any]) -> None:
     """QLoRA's 4-bit weights cannot be partitioned by ZeRO-3 (use ZeRO-2)."""
     path = cfg.get("deepspeed")
-    if not path or cfg.get("adapter") != "qlora":
+    if cfg.get("adapter") != "qlora":
         return
-    try:
-        stage = json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage")
-    except (OSError, ValueError):
-        return  # axolotl reports a missing or broken file itself
-    if stage == 3:
+    if zero_stage(cfg) == 3:
         raise ConfigError(
             f"deepspeed: {path} is ZeRO stage 3, which does not work with QLoRA (4-bit weights cannot be "
             "partitioned). Use deepspeed_configs/zero2.json or zero2_offload.json."

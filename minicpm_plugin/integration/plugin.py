@@ -19,6 +19,7 @@ from minicpm_plugin.integration.config_checks import (
     check_lora_targets,
     check_model,
     check_remote_code,
+    zero_stage,
 )
 from minicpm_plugin.integration.cpu import (
     cpu_fallback,
@@ -198,7 +199,11 @@ class MiniCPM3Plugin(BasePlugin):
 
     def _install_model_patches(self, cfg: Any, model: Any) -> None:
         """The chunked loss and liger's RMSNorm/SwiGLU kernels on the model instance (idempotent)."""
-        if plugin_options(cfg).minicpm3_chunked_loss:
+        if plugin_options(cfg).minicpm3_chunked_loss and zero_stage(cfg) == 3:
+            # ZeRO-3 partitions lm_head's weight; the chunked loss recomputes each chunk in backward, when the
+            # weight is no longer gathered. Not supported yet: transformers' loss is used.
+            LOG.warning("chunked loss: off under DeepSpeed ZeRO-3 (transformers' standard loss is used)")
+        elif plugin_options(cfg).minicpm3_chunked_loss:
             from minicpm_plugin.model.loss import chunked_loss_settings, install_chunked_loss
 
             first = chunked_loss_settings(model) is None
