@@ -69,8 +69,8 @@ def test_type_resolves_through_axolotls_rl_loaders(tiny_model_dir: Path, tmp_pat
     ({"special_tokens": {"pad_token": "</s>", "eos_token": "</s>"}}, "special_tokens.eos_token is '</s>'"),
     ({"datasets": [{"path": str(REPO / "examples/data/tool_calls.jsonl"), "type": "minicpm_plugin.strategy"}]},
      "`rl: dpo` trains preference pairs but a dataset has type minicpm_plugin.strategy"),
-    ({"datasets": [{"path": str(FIXTURES / "trl.jsonl"), "type": "minicpm_plugin.dpo", "format": "swift"}]},
-     "trl.jsonl:1: this record does not look like swift"),
+    ({"datasets": [{"path": str(FIXTURES / "trl.jsonl"), "type": "minicpm_plugin.dpo", "format": "swift_rlhf"}]},
+     "trl.jsonl:1: this record does not look like swift_rlhf"),
 ])
 def test_config_mistakes_stop_before_anything_loads(tiny_model_dir: Path, tmp_path: Path, overrides: dict,
                                                     message: str) -> None:

@@ -17,7 +17,7 @@ SFT = Path(__file__).resolve().parents[1] / "examples" / "data" / "tool_calls.js
 def test_check_counts_pairs_and_deliberate_mistakes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(FIXTURES / "trl.jsonl"), str(FIXTURES / "swift.jsonl")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"checked 2 preference files ({FIXTURES / 'trl.jsonl'}: trl; {FIXTURES / 'swift.jsonl'}: swift): 7 pairs, "
+    assert out == [f"checked 2 preference files ({FIXTURES / 'trl.jsonl'}: trl; {FIXTURES / 'swift.jsonl'}: swift_rlhf): 7 pairs, "
                    "0 with errors, 0 warnings; 4 with tools, 4 chosen / 4 rejected calls, 4 thoughts; rejected answers wrong "
                    "on purpose: 2 call an undeclared function, 0 pass undeclared or miss required arguments, 0 answer without "
                    "the call chosen makes, 2 call where chosen does not; token counts need --tokenizer DIR"]
@@ -62,7 +62,7 @@ def test_check_mixes_sft_and_preference_files_and_forced_formats(capsys: pytest.
 def test_render_shows_the_prompt_and_both_answers_marked(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", str(FIXTURES / "swift.jsonl"), "--index", "1", "--tokenizer", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"# {FIXTURES / 'swift.jsonl'}:2 (swift): preference pair, 3 prompt messages, 2 tools; chosen: 0 "
+    assert out.startswith(f"# {FIXTURES / 'swift.jsonl'}:2 (swift_rlhf): preference pair, 3 prompt messages, 2 tools; chosen: 0 "
                           "calls; rejected: 1 call; trained text is between [[ and ]]\n## prompt")
     prompt_text = out.split("## prompt (context; the tokenizer adds <s> before it)\n", 1)[1].split("\n## chosen\n", 1)[0]
     assert "[[" not in prompt_text and prompt_text.endswith("<|im_start|>assistant\n")

@@ -68,7 +68,7 @@ FILES = {
     "openai_pairs.jsonl": ("openai_pairs", ["A", "B", "C"]),
     "openai_dpo.jsonl": ("openai_dpo", ["A", "B", "C"]),
     "llamafactory_ranking.json": ("llamafactory_ranking", ["A-no-thought", "B", "C"]),
-    "swift.jsonl": ("swift", ["A", "B", "C"]),
+    "swift.jsonl": ("swift_rlhf", ["A", "B", "C"]),
     "text_pairs.jsonl": ("text_pairs", ["C", "D", "E"]),
 }
 
@@ -191,8 +191,9 @@ def test_detection_and_forced_formats(tmp_path: Path) -> None:
     for name in FILES:
         assert is_preference_file(FIXTURES / name)
     assert not is_preference_file(Path(__file__).parents[1] / "examples" / "data" / "tool_calls.jsonl")
-    assert is_preference_file(tmp_path / "missing.jsonl", "swift") and not is_preference_file(tmp_path / "x", "openai")
-    wrong = scan_pairs_file(FIXTURES / "text_pairs.jsonl", format="swift")
+    assert is_preference_file(tmp_path / "missing.jsonl", "swift_rlhf")
+    assert not is_preference_file(tmp_path / "x", "openai") and not is_preference_file(tmp_path / "x", "swift")
+    wrong = scan_pairs_file(FIXTURES / "text_pairs.jsonl", format="swift_rlhf")
     assert {p.code for p in wrong.problems} == {"wrong-format"}
     unknown = scan_pairs_file(FIXTURES / "text_pairs.jsonl", format="nope")
     assert [p.code for p in unknown.file_problems] == ["no-format"]

@@ -14,7 +14,7 @@ docs/data_formats.md, "Preference pairs"):
   ``preferred_output`` / ``non_preferred_output`` (lists with one assistant message).
 * ``llamafactory_ranking``: ``conversations`` (from/value) + ``chosen``/``rejected`` from/value
   objects, optional ``system`` and ``tools`` (a JSON string).
-* ``swift``: ms-swift's ``messages`` ending with the chosen answer (``tool_call`` turns included) +
+* ``swift_rlhf``: ms-swift's ``messages`` ending with the chosen answer (``tool_call`` turns included) +
   ``rejected_response`` (text) or ``rejected_messages``.
 * ``text_pairs``: ``prompt`` (or ``instruction`` + ``input``) text, ``chosen``/``rejected`` text,
   optional ``system``.
@@ -43,6 +43,7 @@ from minicpm_plugin.formats.base import (
 )
 from minicpm_plugin.formats.openai import OpenAIFormat
 from minicpm_plugin.formats.sharegpt import ShareGPTFormat, parse_call_value
+from minicpm_plugin.formats.swift import SwiftAgentFormat
 
 
 @dataclass
@@ -252,48 +253,21 @@ class LlamaFactoryRankingFormat(Format):
                        list(prompt.sources or []))
 
 
-_SWIFT_ANSWER = ("assistant", "tool_call")
-
-
-def _swift_messages(messages: Any, path: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """ms-swift messages -> loose OpenAI messages: consecutive assistant / tool_call entries become one
-    assistant turn (its content joined, its calls in order), tool_response becomes tool."""
-    if not isinstance(messages, list):
-        raise RecordError("must be a list of messages", path, "bad-content")
-    out: list[dict[str, Any]] = []
-    sources: list[str] = []
-    merging = False
-    for i, m in enumerate(messages):
-        mpath = f"{path}[{i}]"
-        if not isinstance(m, Mapping):
-            raise RecordError("a message must be an object with role and content", mpath, "bad-content")
-        role = m.get("role")
-        if role in _SWIFT_ANSWER:
-            if not merging:
-                out.append({"role": "assistant", "content": ""})
-                sources.append(mpath)
-                merging = True
-            turn = out[-1]
-            if role == "tool_call":
-                turn.setdefault("tool_calls", []).extend(parse_call_value(m.get("content"), f"{mpath}.content"))
-            else:
-                content = m.get("content")
-                if content is not None and not isinstance(content, str):
-                    raise RecordError(f"must be a string, got {_kind(content)}", f"{mpath}.content", "bad-content")
-                turn["content"] += content or ""
-                for extra in ("thought", "reasoning_content"):
-                    if m.get(extra) is not None:
-                        turn[extra] = m[extra]
-            continue
-        merging = False
-        out.append(dict(m, role="tool") if role in ("tool_response", "tool") else dict(m))
-        sources.append(mpath)
-    return out, sources
+def _swift_messages(messages: Any, key: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """ms-swift messages as loose OpenAI messages, read by the SFT `swift` format (a run of assistant and
+    tool_call entries is one assistant turn; tool_response is a tool result)."""
+    try:
+        converted = SwiftAgentFormat().convert({"messages": messages})
+    except RecordError as exc:
+        raise RecordError(exc.message, key + exc.path[len("messages"):] if exc.path.startswith("messages") else exc.path,
+                          exc.code) from None
+    sources = [key + src[len("messages"):] for src in converted.sources or []]
+    return list(converted.conversation["messages"]), sources
 
 
 class SwiftFormat(Format):
-    name = "swift"
-    aliases = ("ms-swift", "ms_swift")
+    name = "swift_rlhf"
+    aliases = ("swift_dpo", "ms_swift_rlhf")  # "swift" is the SFT agent format
     description = "ms-swift RLHF: messages ending with the chosen answer (tool_call turns too) + rejected_response"
     example = ('{"messages": [{"role": "user", "content": "Weather in Paris?"}, {"role": "tool_call", "content": '
                '"{\\"name\\": \\"get_weather\\", \\"arguments\\": {\\"city\\": \\"Paris\\"}}"}], "rejected_response": '
@@ -313,7 +287,7 @@ class SwiftFormat(Format):
             if record.get("rejected_response") is not None:
                 raise RecordError("has both rejected_response and rejected_messages; keep one", "rejected_messages",
                                   "bad-preference")
-            rejected_msgs, _ = _swift_messages(record["rejected_messages"], "rejected_messages")
+            rejected_msgs, r_sources = _swift_messages(record["rejected_messages"], "rejected_messages")
             if (len(rejected_msgs) != len(messages) or rejected_msgs[-1].get("role") != "assistant"
                     or not all(_same(a, b) for a, b in zip(rejected_msgs[:-1], prompt, strict=False))):
                 raise RecordError("must repeat the messages before the chosen answer and end with the rejected answer",
@@ -322,7 +296,7 @@ class SwiftFormat(Format):
             if rejected_tools is not None and rejected_tools != tools:
                 raise RecordError("differ from tools: both answers of a pair must see the same tools", "rejected_tools",
                                   "bad-preference")
-            rejected, r_src = rejected_msgs[-1], f"rejected_messages[{len(record['rejected_messages']) - 1}]"
+            rejected, r_src = rejected_msgs[-1], r_sources[-1]
         else:
             value = record.get("rejected_response")
             if not isinstance(value, str):
