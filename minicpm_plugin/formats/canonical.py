@@ -16,6 +16,7 @@ from typing import Any
 from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS
 from minicpm_plugin.formats.base import as_call, as_tool, loads
 from minicpm_plugin.formats.problems import CODES
+from minicpm_plugin.formats.strict_json import JSONValueError
 
 ROLES = ("system", "user", "assistant", "tool")
 #: Other role names accepted in canonical conversations: OpenAI's legacy ``function`` results and
@@ -65,6 +66,9 @@ class _Canonicalizer:
         if isinstance(tools, str):
             try:
                 tools = loads(tools) if tools.strip() else None
+            except JSONValueError as exc:
+                self.add("tools" + exc.path, f"in the tools JSON string: {exc.msg}", "bad-tools")
+                return None
             except ValueError as exc:
                 self.add("tools", f"is a string but not valid JSON ({getattr(exc, 'msg', exc)})", "bad-tools")
                 return None
@@ -184,6 +188,9 @@ class _Canonicalizer:
             else:
                 try:
                     args = loads(args)
+                except JSONValueError as exc:
+                    self.add(apath + exc.path, f"in the arguments JSON string: {exc.msg}", "bad-arguments")
+                    return None
                 except ValueError as exc:
                     self.add(apath, f"arguments are not valid JSON ({getattr(exc, 'msg', exc)}); write a JSON object such as {{\"city\": \"Paris\"}}", "bad-arguments")
                     return None

@@ -137,6 +137,10 @@ def scan_records(records: list[RawRecord], file: str, *, format: str = "auto", r
     """Detect (or look up) the format of already-read records and convert every one."""
     reg = registry or get_registry()
     scanned = ScannedFile(file, None, load_errors=list(reg.load_errors))
+    if format == "auto" and records and all(r.problem is not None for r in records):
+        # Not one record could be read: their own problems say why; there is no format to report.
+        scanned.rows = [Row(file, r.line, None, [r.problem]) for r in records if r.problem is not None]
+        return scanned
     try:
         if format == "auto":
             fmt = reg.detect([r.value for r in records if r.problem is None])

@@ -13,10 +13,13 @@ from minicpm_plugin.integration.args import plugin_options
 from minicpm_plugin.integration.config_checks import (
     ConfigError,
     check_chat_template,
+    check_dataset_path,
     check_deepspeed,
     check_lora_kernels,
     check_lora_targets,
     check_model,
+    check_model_available,
+    check_plugin_keys,
     check_remote_code,
 )
 from minicpm_plugin.integration.cpu import (
@@ -50,11 +53,9 @@ class MiniCPM3Plugin(BasePlugin):
         return "minicpm_plugin.integration.args.MiniCPM3Args"
 
     def register(self, cfg: dict[str, Any]) -> None:
-        try:
-            opts = plugin_options(cfg)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise ConfigError(f"invalid minicpm3_* key: {exc}") from None
+        opts = check_plugin_keys(cfg)  # on the raw dict: axolotl's validation drops unknown keys silently
         apply_transformers_fixes()
+        check_model_available(cfg)
         check_model(cfg)
         check_remote_code(cfg)
         check_lora_targets(cfg)
@@ -95,6 +96,8 @@ class MiniCPM3Plugin(BasePlugin):
                 if not path or not Path(path).is_file():
                     if path and Path(path).exists():
                         raise ConfigError(f"dataset path {path!r} is a directory; give the data file itself.")
+                    if path:
+                        check_dataset_path(str(path))
                     LOG.warning(
                         f"dataset {path!r} is not a local file: its rows reach minicpm_plugin.strategy through "
                         "Arrow, which can change float arguments (1.61 -> 1.6099999999999999). Download it to a "

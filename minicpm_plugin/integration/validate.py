@@ -31,9 +31,12 @@ def validate_recipe(recipe: Mapping[str, Any], source: str = "recipe",
     from axolotl.utils.dict import DictDefault
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
+    from minicpm_plugin.integration.config_checks import without_model_lookup
+
     cfg = DictDefault(copy.deepcopy(dict(recipe)))
     try:
-        prepare_plugins(cfg)
+        with without_model_lookup():  # the recipe is for a machine that has (or downloads) the model
+            prepare_plugins(cfg)
     except (Exception, SystemExit) as exc:  # a plugin's import error, or its own check in register()
         raise RecipeError(f"{source}: plugins: {exc}") from exc
     schema = AxolotlInputConfig
