@@ -1,6 +1,6 @@
 """Hostile input for `check` and `render`: each gets one `FILE:LINE: what to change` line, exit 1, no traceback.
 
-Big and binary inputs are generated here; see docs/data_formats.md ("Reading files") for the rules.
+Big and binary inputs are generated here; the rules are in docs/data_formats.md ("Files").
 """
 
 from __future__ import annotations

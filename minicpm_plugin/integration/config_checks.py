@@ -48,8 +48,10 @@ def check_plugin_keys(cfg: dict[str, Any]) -> MiniCPM3Args:
     lines = []
     for key in cfg:
         if isinstance(key, str) and key.lower().startswith("minicpm") and key not in known:
-            close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}?" if close else f"the plugin's keys are {', '.join(known)}"
+            # Compare what follows the shared "minicpm3_" prefix, which would make every key look close.
+            tails = {re.sub(r"^minicpm3?_?", "", k): k for k in known}
+            close = difflib.get_close_matches(re.sub(r"^minicpm3?_?", "", key.lower()), list(tails), n=1, cutoff=0.6)
+            hint = f"did you mean {tails[close[0]]}?" if close else f"the plugin's keys are {', '.join(known)}"
             lines.append(f"{key}: not a key of the plugin (axolotl would drop it and train with the default); {hint}")
     try:
         opts = plugin_options(cfg)
