@@ -172,6 +172,8 @@ def load_json_field(record: Mapping[str, Any], key: str, *, allow: tuple[type, .
             return None
         try:
             value = loads(value)
+        except strict_json.JSONValueError as exc:
+            raise RecordError(f"in the JSON string: {exc.msg}", key + exc.path) from None
         except ValueError as exc:
             msg = getattr(exc, "msg", str(exc))
             raise RecordError(f"is a string but not valid JSON ({msg})", key) from None

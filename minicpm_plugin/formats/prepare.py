@@ -92,7 +92,8 @@ def _raise_for(scanned: ScannedFile, on_bad_rows: str) -> None:
         raise DataError(f"{scanned.file}: {stats['bad']} of {stats['rows']} rows have errors (format {scanned.format}):", errors)
     if stats["good"] == 0:
         if errors:
-            raise DataError(f"{scanned.file}: every one of its {stats['rows']} rows has errors (format {scanned.format}), "
+            raise DataError(f"{scanned.file}: every one of its {stats['rows']} rows has errors (format "
+                            f"{scanned.format or 'not detected'}), "
                             "nothing left to train on:", errors, skippable=False)
         raise DataError(f"{scanned.file}: has no rows", skippable=False)
 

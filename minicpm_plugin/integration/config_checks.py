@@ -33,7 +33,7 @@ class ConfigError(SystemExit):
         self.message = message
 
 
-_SKIP_MODEL_LOOKUP = contextvars.ContextVar("minicpm_plugin_skip_model_lookup", default=False)
+_ANOTHER_MACHINE = contextvars.ContextVar("minicpm_plugin_another_machine", default=False)
 #: Suffixes that make a dataset path a file name rather than a hub dataset id.
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt", ".gz", ".bz2", ".xz", ".zst", ".arrow", ".zip")
 
@@ -66,13 +66,14 @@ def check_plugin_keys(cfg: dict[str, Any]) -> MiniCPM3Args:
 
 
 @contextmanager
-def without_model_lookup() -> Iterator[None]:
-    """Skip the base_model availability check (validating a recipe for another machine)."""
-    token = _SKIP_MODEL_LOOKUP.set(True)
+def for_another_machine() -> Iterator[None]:
+    """Validating a recipe for the machine that will run it: skip the checks of this machine's files
+    (is base_model here or downloadable, do the dataset files exist)."""
+    token = _ANOTHER_MACHINE.set(True)
     try:
         yield
     finally:
-        _SKIP_MODEL_LOOKUP.reset(token)
+        _ANOTHER_MACHINE.reset(token)
 
 
 def _recipe_path(cfg: dict[str, Any]) -> str | None:
@@ -86,7 +87,7 @@ def _recipe_path(cfg: dict[str, Any]) -> str | None:
 def check_model_available(cfg: dict[str, Any]) -> None:
     """base_model (and tokenizer_config) must be a local folder, in the hub cache, or reachable: say so
     in one line instead of a transformers traceback after the data is prepared."""
-    if _SKIP_MODEL_LOOKUP.get():
+    if _ANOTHER_MACHINE.get():
         return
     checked = set()
     for key, filename in (("base_model", "config.json"), ("tokenizer_config", "tokenizer_config.json")):
@@ -103,7 +104,7 @@ def check_model_available(cfg: dict[str, Any]) -> None:
 def check_dataset_path(path: str) -> None:
     """A dataset path must be a file, or look like a hub dataset id or a URL; a missing file is an error."""
     local = Path(path).expanduser()
-    if local.exists() or "://" in path:
+    if local.exists() or "://" in path or _ANOTHER_MACHINE.get():
         return
     first = Path(path).parts[0] if Path(path).parts else ""
     if looks_like_hub_id(path) and not path.lower().endswith(DATA_SUFFIXES) and not Path(first).is_dir():
@@ -124,7 +125,7 @@ def model_type_of(cfg: dict[str, Any]) -> str | None:
         if path and (Path(path) / "config.json").is_file():
             try:
                 return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError, AttributeError):  # unreadable, not JSON, not an object
                 return None
     return None
 
@@ -195,7 +196,7 @@ def check_deepspeed(cfg: dict[str, Any]) -> None:
         return
     try:
         stage = json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError, AttributeError):
         return  # axolotl reports a missing or broken file itself
     if stage == 3:
         raise ConfigError(
