@@ -4,6 +4,7 @@ that is neither local, cached nor downloadable."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,11 @@ def _fake_cache(root: Path, repo: str) -> None:
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text("0123abcd")
     (folder / "snapshots" / "0123abcd").mkdir(parents=True)
-    (folder / "snapshots" / "0123abcd" / "config.json").write_text('{"model_type": "minicpm3"}')
+    snapshot = folder / "snapshots" / "0123abcd"
+    (snapshot / "config.json").write_text('{"model_type": "minicpm3"}')
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps(index))
+    (snapshot / "model-00001-of-00002.safetensors").write_bytes(b"")
 
 
 def test_model_lookup_says_why_and_the_ways_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +107,14 @@ def test_model_lookup_says_why_and_the_ways_out(tmp_path: Path, monkeypatch: pyt
         "cannot be reached (HF_HUB_OFFLINE=1): download it where there is network (hf download openbmb/MiniCPM3-4B) "
         "into that cache, or set base_model to a local model folder; to try the recipe on CPU without the model: "
         "minicpm-plugin smoke my.yml")
-    _fake_cache(tmp_path / "hub", "openbmb/MiniCPM3-4B")
+    _fake_cache(tmp_path / "hub", "openbmb/MiniCPM3-4B")  # an interrupted download: one shard of two
+    snapshot = tmp_path / "hub" / "models--openbmb--MiniCPM3-4B" / "snapshots" / "0123abcd"
+    assert model_unavailable("openbmb/MiniCPM3-4B", "base_model") == (
+        f"base_model 'openbmb/MiniCPM3-4B' is only partly in the local Hugging Face cache ({snapshot}: no "
+        "model-00002-of-00002.safetensors) and the hub cannot be reached (HF_HUB_OFFLINE=1): download it where there "
+        "is network (hf download openbmb/MiniCPM3-4B) into that cache, or set base_model to a local model folder; to "
+        "try the recipe on CPU without the model: minicpm-plugin smoke RECIPE.yml")
+    (snapshot / "model-00002-of-00002.safetensors").write_bytes(b"")
     assert model_unavailable("openbmb/MiniCPM3-4B", "base_model") is None
     assert model_unavailable(str(tmp_path), "base_model") is None  # a local folder
     assert model_unavailable(str(tmp_path / "models" / "mini"), "base_model") == (

@@ -7,6 +7,7 @@ proxy is configured). No torch, no axolotl.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -74,12 +75,31 @@ def model_unavailable(name: str, key: str, recipe: str | None = None, filename: 
     if not looks_like_hub_id(name):
         what = "is a file, not a model folder" if path.exists() else "does not exist"
         return f"{key} {name!r} {what}: point {key} at a local model folder (with config.json) or a hub id such as openbmb/MiniCPM3-4B"
-    if cached_snapshot(name, filename, revision) is not None:
+    snapshot = cached_snapshot(name, filename, revision)
+    missing = None if snapshot is None else missing_weights(snapshot) if filename == "config.json" else []
+    if missing == []:
         return None
     why = hub_unreachable()
     if why is None:
         return None
     smoke = f"minicpm-plugin smoke {recipe or 'RECIPE.yml'}"
-    return (f"{key} {name!r} is not in the local Hugging Face cache ({cache_dir()}) and the hub cannot be reached "
-            f"({why}): download it where there is network (hf download {name}) into that cache, or set {key} to a "
-            f"local model folder; to try the recipe on CPU without the model: {smoke}")
+    where = (f"is not in the local Hugging Face cache ({cache_dir()})" if missing is None else
+             f"is only partly in the local Hugging Face cache ({snapshot}: no {', '.join(missing[:3])})")
+    return (f"{key} {name!r} {where} and the hub cannot be reached ({why}): download it where there is network "
+            f"(hf download {name}) into that cache, or set {key} to a local model folder; to try the recipe on CPU "
+            f"without the model: {smoke}")
+
+
+def missing_weights(snapshot: Path) -> list[str]:
+    """Weight files a cached snapshot lacks (an interrupted download): the shards its index names, or a
+    single weights file when there is no index."""
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (snapshot / index).is_file():
+            try:
+                shards = sorted(set(json.loads((snapshot / index).read_text(encoding="utf-8"))["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                return [f"readable {index}"]
+            return [s for s in shards if not (snapshot / s).is_file()]
+    if any((snapshot / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        return []
+    return ["model.safetensors"]
