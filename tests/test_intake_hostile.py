@@ -369,3 +369,25 @@ def test_python_literals_and_embedded_json_are_checked_too() -> None:
     assert (info.value.path, info.value.message) == ("x.a", "a <tool_call> block: " + DUP.format("b"))
     with pytest.raises(RecordError, match='a function schema after the prompt: key "name" appears more than once'):
         parse_functions('SYSTEM: You can call -\n{"name": "f", "name": "g", "parameters": {}}')
+
+
+def test_training_preparation_reads_gzip_and_parquet_like_jsonl(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from minicpm_plugin.formats.prepare import prepare_dataset_file, read_prepared
+
+    repo = Path(__file__).resolve().parents[1]
+    plain = repo / "examples/data/tool_calls.jsonl"
+    records = [json.loads(line) for line in plain.read_text().splitlines()]
+    (tmp_path / "tc.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    for r in records:  # the hub's layout: objects whose keys differ between rows kept as JSON strings
+        r["tools"] = json.dumps(r["tools"])
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "tc.parquet")
+    want = [c for c, _ in read_prepared(prepare_dataset_file(plain, out_dir=tmp_path / "p").path)]
+    for name in ("tc.jsonl.gz", "tc.parquet"):
+        prepared = prepare_dataset_file(tmp_path / name, out_dir=tmp_path / "p")
+        assert (prepared.rows, prepared.written, prepared.skipped) == (len(records), len(records), {})
+        got = list(read_prepared(prepared.path))
+        assert [c for c, _ in got] == want
+        assert got[4][1] == f"{tmp_path / name}:5"

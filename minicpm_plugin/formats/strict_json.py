@@ -110,7 +110,7 @@ def _int(text: str) -> Any:
         return int(text)
     except ValueError:
         _mark()
-        limit = sys.get_int_max_str_digits()
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
         digits = len(text.lstrip("-"))
         return _Marked(f"integer with {digits:,} digits: Python reads at most {limit:,}; write it as a string")
 
