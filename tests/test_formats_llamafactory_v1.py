@@ -128,6 +128,7 @@ def test_hostile_json_text_in_fields(tmp_path: Path) -> None:
     tools["tools"] = deep
     call = sample({"type": "tool_call", "value": deep})
     assert problems(tmp_path, [tools, call]) == [
-        "v1.jsonl:1: tools: is a string but not valid JSON (nested too deeply) [bad-record]",
-        "v1.jsonl:2: messages[1].content[0].value: a tool_call part is not valid JSON (nested too deeply); write "
-        '{"name": "...", "arguments": {...}} [bad-tool-call]']
+        "v1.jsonl:1: tools: in the JSON string: arrays/objects are nested more than 100 levels deep (the most this "
+        "reader accepts, so that nothing later runs out of stack); flatten the data [bad-record]",
+        "v1.jsonl:2: messages[1].content[0].value: a tool_call part: arrays/objects are nested more than 100 levels "
+        "deep (the most this reader accepts, so that nothing later runs out of stack); flatten the data [bad-tool-call]"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -188,17 +189,28 @@ def test_streamed_records_equal_the_whole_file_reading(tmp_path: Path) -> None:
         "bad_first_line": '{"messages": [\n' + good + "\n",
         "array": json.dumps([row(1), row(2)], indent=1),
         "blank_then_array": " " * 5000 + json.dumps([row(1)]),
-        "empty": "",
+        "gzip": gzip.compress(f"{good}\n{good}\n".encode()),
+        "utf16": "\ufeff".encode("utf-16-le") + f"{good}\n{good}\n".encode("utf-16-le"),
+        "repeated_key": '{"messages": [], "messages": []}\n' + good + "\n",
     }
     for name, text in cases.items():
         path = tmp_path / f"{name}.jsonl"
-        path.write_bytes(text.encode("latin-1") if name == "not_utf8" else text.encode("utf-8"))
+        path.write_bytes(text if isinstance(text, bytes) else
+                         text.encode("latin-1") if name == "not_utf8" else text.encode("utf-8"))
         data = path.read_bytes()
         for lazy in (False, True):
             seen: list[int] = []
             got = [as_record(r) for r in iter_records(path, "f", seen.append, lazy=lazy)]
             assert got == parse_records(data, "f"), name
             assert sum(seen) == len(data), name
+    assert [r.value for r in parse_records((tmp_path / "gzip.jsonl").read_bytes(), "f")] == [row(1), row(1)]
+    assert [r.value for r in parse_records((tmp_path / "utf16.jsonl").read_bytes(), "f")] == [row(1), row(1)]
+    assert parse_records((tmp_path / "repeated_key.jsonl").read_bytes(), "f")[0].problem.message.startswith(
+        'key "messages" appears more than once')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(FileProblem, match="the file is empty"):
+        list(iter_records(empty, "empty.jsonl"))
     bad_array = tmp_path / "bad.json"
     bad_array.write_text("[" + good + ",\n{oops}]", encoding="utf-8")
     with pytest.raises(FileProblem, match="invalid JSON"):

@@ -84,7 +84,7 @@ def test_render_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     deep = tmp_path / "deep.jsonl"
     deep.write_text('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + ', "chosen": "a", "rejected": "b"}\n')
     assert main(["render", str(deep), "--format", "trl"]) == 1
-    assert "nested too deeply" in capsys.readouterr().out
+    assert "nested more than 100 levels deep" in capsys.readouterr().out
 
 
 def test_eval_tools_scores_chosen_against_rejected(tiny_model_dir: Path, tmp_path: Path,

@@ -9,7 +9,7 @@ its own problem codes and messages using ``kind``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from minicpm_plugin.chat.errors import FormatError
@@ -22,23 +22,28 @@ CallErrorKind = Literal["shape", "function", "name", "json", "not-object"]
 class CallError(FormatError):
     """A tool call that cannot be read. ``detail`` is the JSON error, ``value`` the offending arguments."""
 
-    def __init__(self, message: str, path: str, kind: CallErrorKind, detail: str = "", value: Any = None) -> None:
+    def __init__(self, message: str, path: str, kind: CallErrorKind, detail: str = "", value: Any = None,
+                 cause: Exception | None = None) -> None:
         super().__init__(message, path)
         self.kind = kind
         self.detail = detail
         self.value = value
+        self.cause = cause
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def call_arguments(call: Any, path: str, *, allow_nan: bool = True) -> tuple[str, dict[str, Any]]:
+def call_arguments(call: Any, path: str, *, allow_nan: bool = True,
+                   decode: Callable[[str], Any] | None = None) -> tuple[str, dict[str, Any]]:
     """Name and arguments of one tool call in OpenAI shape or flat shape.
 
     Arguments given as a JSON string are parsed with Python's `json`, so values reach the text
     exactly as written (no Arrow or float round trip); a blank string or null means no arguments.
-    ``allow_nan=False`` refuses ``NaN``/``Infinity`` in such a string (they are not JSON).
+    ``allow_nan=False`` refuses ``NaN``/``Infinity`` in such a string (they are not JSON);
+    ``decode`` replaces ``json.loads`` (dataset validation passes its strict reader; its ValueError
+    is kept as ``cause``).
     """
     if not isinstance(call, Mapping):
         raise CallError("a tool call must be an object with 'function': {'name', 'arguments'}", path, "shape")
@@ -58,13 +63,17 @@ def call_arguments(call: Any, path: str, *, allow_nan: bool = True) -> tuple[str
             args = {}
         else:
             try:
-                args = json.loads(args) if allow_nan else json.loads(args, parse_constant=_reject_constant)
+                if decode is not None:
+                    args = decode(args)
+                else:
+                    args = json.loads(args) if allow_nan else json.loads(args, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 raise CallError(f"arguments are not valid JSON ({exc.msg} at char {exc.pos})", apath, "json",
-                                exc.msg) from None
+                                exc.msg, cause=exc) from None
             except (ValueError, RecursionError) as exc:
                 detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-                raise CallError(f"arguments are not valid JSON ({detail})", apath, "json", detail) from None
+                raise CallError(f"arguments are not valid JSON ({detail})", apath, "json", detail,
+                                cause=exc if isinstance(exc, ValueError) else None) from None
     if not isinstance(args, Mapping):
         raise CallError(f"arguments must be a JSON object, got {type(args).__name__}", apath, "not-object", value=args)
     return name, dict(args)

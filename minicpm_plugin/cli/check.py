@@ -57,11 +57,20 @@ def list_formats(out: Any = None) -> int:
 
 
 def load_tokenizer(path: str) -> Any:
-    """A tokenizer from a local directory (transformers is imported only here)."""
+    """A tokenizer from a local directory, or a hub id already in the local cache (never downloads;
+    transformers is imported only here)."""
     from pathlib import Path
 
+    from minicpm_plugin.model.hub import cache_dir, cached_snapshot, looks_like_hub_id
+
     if not Path(path).is_dir():
-        raise UserError(f"cannot load a tokenizer from {path}: not a directory (give the model or tokenizer folder)")
+        snapshot = cached_snapshot(path, "tokenizer_config.json") if looks_like_hub_id(path) else None
+        if snapshot is None:
+            cached = (f", nor a hub id in the local Hugging Face cache ({cache_dir()}): download it first (hf download "
+                      f"{path}) or" if looks_like_hub_id(path) else ":")
+            raise UserError(f"cannot load a tokenizer from {path}: not a directory{cached} give the model or tokenizer "
+                            "folder")
+        path = str(snapshot)
     try:
         from transformers import AutoTokenizer
 
@@ -135,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if scanned.format is None:
             code = scanned.file_problems[0].code if scanned.file_problems else ""
             label = {"unreadable-file": "unreadable", "no-format": "format unknown", "several-formats": "format ambiguous"}
-            formats.append(f"{path}: {label.get(code, 'invalid JSON')}")
+            formats.append(f"{path}: {label.get(code, 'invalid JSON' if code else 'no readable record')}")
         else:
             formats.append(f"{path}: {scanned.format}")
 

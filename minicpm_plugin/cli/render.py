@@ -91,18 +91,27 @@ def run(args: argparse.Namespace) -> int:
     if split_pair_files([args.file], args.format)[0]:
         return render_pair(args)
     reg = registry_for(args.format)
+    tokenizer = None
+    if args.tokenizer:
+        from minicpm_plugin.cli.check import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer)
     # Only the chosen record is converted (the format is still detected from the file's first records).
     try:
         records = parse_records(read_bytes(args.file), args.file)
-        fmt = reg.get(args.format) if args.format != "auto" else reg.detect([r.value for r in records if r.problem is None])
     except FileProblem as exc:
         print(exc.problem)
         return 1
+    record = pick_record(records, args.file, args.index, args.line)
+    if record.problem is not None:  # the record itself cannot be read: that is the one thing to fix
+        print(record.problem)
+        return 1
+    try:
+        fmt = reg.get(args.format) if args.format != "auto" else reg.detect([r.value for r in records if r.problem is None])
     except FormatLookupError as exc:
         print(Problem(args.file, None, "", str(exc), exc.code))
         return 1
-    row = convert_record(fmt, pick_record(records, args.file, args.index, args.line), args.file,
-                         detected=args.format == "auto")
+    row = convert_record(fmt, record, args.file, detected=args.format == "auto")
     for p in row.problems:
         print(p, file=sys.stderr if row.ok else sys.stdout)
     if not row.ok:
@@ -114,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
     calls = sum(len(m.get("tool_calls", ())) for m in conv["messages"])
     print(f"# {row.source} ({fmt.name}): {len(conv['messages'])} messages, {len(conv['tools'] or [])} tools, "
           f"{calls} calls" + ("" if color else f"; trained text is between {OPEN} and {CLOSE}"))
-    if args.tokenizer:
-        from minicpm_plugin.cli.check import load_tokenizer
-
-        tokenizer = load_tokenizer(args.tokenizer)
+    if tokenizer is not None:
         tc = tokenize_conversation(tokenizer, conv, options, literal_style=args.literal_style)
         enc = tokenizer(rendered.text, return_offsets_mapping=True, add_special_tokens=True)
         offsets = enc["offset_mapping"]

@@ -9,10 +9,12 @@ flat tools): the common step in :mod:`minicpm_plugin.formats.canonical` normalis
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from minicpm_plugin.formats import strict_json
+from minicpm_plugin.formats.strict_json import reject_constant  # noqa: F401 - re-exported
 
 #: ``detect`` results. MATCH: the record has this format's distinctive markers. COMPATIBLE: the
 #: format could read the record but nothing in it is distinctive (e.g. a plain chat for a
@@ -89,39 +91,57 @@ class Format:
 # Helpers shared by the built-in formats (and usable by third-party ones).
 
 
-def reject_constant(name: str) -> Any:
-    """``parse_constant`` for ``json.loads``: NaN and Infinity are not JSON and cannot be trained."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def loads(text: str) -> Any:
-    """Python's ``json.loads`` without NaN/Infinity: values come back exactly as written.
-
-    JSON nested too deeply for Python's parser raises ValueError too (never RecursionError)."""
-    try:
-        return json.loads(text, parse_constant=reject_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    """Python's ``json.loads`` keeping values exactly as written, or refusing them: NaN/Infinity,
+    repeated keys, numbers a float cannot hold, nesting over MAX_DEPTH and lone surrogates raise
+    ValueError (see :mod:`minicpm_plugin.formats.strict_json`)."""
+    return strict_json.loads(text)
 
 
-def jsonable(value: Any, path: str) -> Any:
+def jsonable(value: Any, path: str, depth: int = 0) -> Any:
     """``value`` with tuples turned into lists; RecordError for anything that is not a JSON value."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        problem = strict_json.find_problem(value)
+        if problem is not None:
+            raise RecordError(problem.msg, path, problem.code)
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise RecordError("NaN and Infinity are not JSON values", path)
         return value
+    if depth >= strict_json.MAX_DEPTH and isinstance(value, (list, tuple, dict)):
+        raise RecordError(strict_json.too_deep_error().msg, path)
     if isinstance(value, (list, tuple)):
-        return [jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [jsonable(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise RecordError(f"object key {k!r} is not a string", path)
-            out[k] = jsonable(v, f"{path}.{k}")
+            out[jsonable(k, path)] = jsonable(v, f"{path}.{k}", depth + 1)
         return out
     raise RecordError(f"{type(value).__name__} is not a JSON value", path)
+
+
+def _python_literal(text: str, path: str) -> Any:
+    """``ast.literal_eval`` that refuses what it would change silently: repeated dict keys and
+    non-zero numbers that underflow to 0.0 (``jsonable`` refuses the rest)."""
+    tree = ast.parse(text.strip(), mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            repeated = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+            if repeated is not None:
+                raise RecordError(f"key {repeated!r} appears more than once in a dict; only its last value would be "
+                                  "kept: keep one", path)
+        elif isinstance(node, ast.Constant) and type(node.value) is float and node.value == 0.0:
+            source = ast.get_source_segment(text.strip(), node) or ""
+            if any(c in "123456789" for c in source.split("e")[0].split("E")[0]):
+                raise RecordError(f"number {source} is too small for a 64-bit float (it would become 0.0); write 0, "
+                                  "or the value as a string", path)
+    return ast.literal_eval(tree)
 
 
 def loads_lenient(text: str, path: str, what: str, code: str = "bad-record") -> Any:
@@ -131,13 +151,32 @@ def loads_lenient(text: str, path: str, what: str, code: str = "bad-record") -> 
     """
     try:
         return loads(text)
+    except strict_json.JSONValueError as exc:
+        raise RecordError(f"{what}: {exc.msg}", path + exc.path, exc.code) from None
     except ValueError as json_exc:
         try:
-            value = ast.literal_eval(text.strip())
+            value = _python_literal(text, path)
+        except RecordError:
+            raise
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             msg = getattr(json_exc, "msg", str(json_exc))
             raise RecordError(f"{what} is neither JSON nor a Python literal ({msg})", path, code) from None
         return jsonable(value, path)
+
+
+CALL_SHAPE = '{"name": "...", "arguments": {...}}'
+
+
+def loads_call(text: str, path: str, what: str) -> Any:
+    """The JSON text of one call (or a list of calls) written in a data field; RecordError naming
+    ``what`` otherwise, at the spot inside the text where a value cannot be kept exactly."""
+    try:
+        return loads(text)
+    except strict_json.JSONValueError as exc:
+        raise RecordError(f"{what}: {exc.msg}", path + exc.path, "bad-tool-call") from None
+    except ValueError as exc:
+        raise RecordError(f"{what} is not valid JSON ({getattr(exc, 'msg', exc)}); write {CALL_SHAPE}", path,
+                          "bad-tool-call") from None
 
 
 def load_json_field(record: Mapping[str, Any], key: str, *, allow: tuple[type, ...] = (list,)) -> Any:
@@ -148,6 +187,8 @@ def load_json_field(record: Mapping[str, Any], key: str, *, allow: tuple[type, .
             return None
         try:
             value = loads(value)
+        except strict_json.JSONValueError as exc:
+            raise RecordError(f"in the JSON string: {exc.msg}", key + exc.path) from None
         except ValueError as exc:
             msg = getattr(exc, "msg", str(exc))
             raise RecordError(f"is a string but not valid JSON ({msg})", key) from None

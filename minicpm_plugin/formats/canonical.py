@@ -17,9 +17,11 @@ from minicpm_plugin.chat import CallError, call_arguments
 from minicpm_plugin.chat.names import is_argument_name
 from minicpm_plugin.chat.spans import Rendered
 from minicpm_plugin.chat.tokens import ASSISTANT_MARKERS, TURN_MARKERS, LiteralStyle
+from minicpm_plugin.formats.base import loads
 from minicpm_plugin.formats.markup import LAYOUT, Markup, MarkupError, has_markup, read_markup
 from minicpm_plugin.formats.problems import CODES
 from minicpm_plugin.formats.refuse import MEDIA_CODE, MEDIA_PART_TYPES, TEXT_ONLY, placeholders
+from minicpm_plugin.formats.strict_json import JSONValueError
 from minicpm_plugin.formats.tool_checks import ToolChecks, short_list, type_name
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -114,7 +116,7 @@ class _Canonicalizer(ToolChecks):
 
     def call(self, call: Any, path: str) -> dict[str, Any] | None:
         try:
-            name, args = call_arguments(call, path, allow_nan=False)
+            name, args = call_arguments(call, path, allow_nan=False, decode=loads)
         except CallError as exc:
             flat = isinstance(call, Mapping) and "function" not in call
             if exc.kind in ("shape", "function") or (exc.kind == "name" and flat and "name" not in call):
@@ -122,6 +124,9 @@ class _Canonicalizer(ToolChecks):
                          '"arguments": {...}}}', "bad-tool-call")
             elif exc.kind == "name":
                 self.add(f"{path}.function.name", "a tool call needs a non-empty string function name", "bad-tool-call")
+            elif exc.kind == "json" and isinstance(exc.cause, JSONValueError):
+                self.add(f"{path}.function.arguments{exc.cause.path}", f"in the arguments JSON string: {exc.cause.msg}",
+                         "bad-arguments")
             elif exc.kind == "json":
                 self.add(f"{path}.function.arguments", f"arguments are not valid JSON ({exc.detail}); write a JSON "
                          'object such as {"city": "Paris"}', "bad-arguments")

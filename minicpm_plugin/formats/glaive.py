@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from minicpm_plugin.formats.base import MATCH, NO, Converted, Format, RecordError, as_tool, loads
+from minicpm_plugin.formats.strict_json import JSONValueError, StrictDecoder
 
 _TURN = re.compile(r"^(USER|ASSISTANT|FUNCTION RESPONSE):[ \t]?", re.M)
 #: The same markers anywhere after whitespace: Glaive chats re-exported on one line.
@@ -35,7 +36,7 @@ def parse_functions(system: str) -> tuple[str, list[Any]]:
     if start < 0:
         return text, []
     prompt, rest = text[:start].rstrip(), text[start:]
-    decoder = json.JSONDecoder()
+    decoder = StrictDecoder()
     functions, pos = [], 0
     while pos < len(rest):
         while pos < len(rest) and rest[pos].isspace():
@@ -44,6 +45,8 @@ def parse_functions(system: str) -> tuple[str, list[Any]]:
             break
         try:
             obj, pos = decoder.raw_decode(rest, pos)
+        except JSONValueError as exc:
+            raise RecordError(f"a function schema after the prompt: {exc.msg}", "system", "bad-tools") from None
         except json.JSONDecodeError as exc:
             raise RecordError(f"the function schemas after the prompt are not JSON objects ({exc.msg} at char "
                               f"{start + exc.pos})", "system", "bad-tools") from None

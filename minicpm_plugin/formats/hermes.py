@@ -29,6 +29,7 @@ from minicpm_plugin.formats.base import (
     loads_lenient,
 )
 from minicpm_plugin.formats.sharegpt import ROLE_MAP
+from minicpm_plugin.formats.strict_json import JSONValueError, StrictDecoder
 
 _TOOLS = re.compile(r"<tools>(.*?)</tools>", re.S)
 _CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
@@ -43,13 +44,15 @@ def parse_tools(text: str, path: str) -> list[Any]:
     try:
         value = loads_lenient(body, path, "the <tools> block", "bad-tools")
     except RecordError:
-        value, pos, decoder = [], 0, json.JSONDecoder()
+        value, pos, decoder = [], 0, StrictDecoder()
         while pos < len(body):
             if body[pos].isspace():
                 pos += 1
                 continue
             try:
                 obj, pos = decoder.raw_decode(body, pos)
+            except JSONValueError as exc:
+                raise RecordError(f"the <tools> block: {exc.msg}", path, "bad-tools") from None
             except json.JSONDecodeError:
                 raise RecordError("the <tools> block is not a JSON (or Python) list of function schemas", path, "bad-tools") from None
             value.append(obj)

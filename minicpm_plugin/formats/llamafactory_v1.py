@@ -25,7 +25,7 @@ from minicpm_plugin.formats.base import (
     as_tool,
     is_message_list,
     load_json_field,
-    loads,
+    loads_call,
     tool_with_schema_types,
 )
 
@@ -56,11 +56,7 @@ def _weight(value: Any, role: Any, path: str) -> bool | None:
 
 def _call(value: Any, path: str) -> Any:
     if isinstance(value, str):
-        try:
-            value = loads(value)
-        except ValueError as exc:
-            raise RecordError(f"a tool_call part is not valid JSON ({getattr(exc, 'msg', exc)}); write "
-                              '{"name": "...", "arguments": {...}}', path, "bad-tool-call") from None
+        value = loads_call(value, path, "a tool_call part")
     if not isinstance(value, Mapping) or "name" not in value:
         raise RecordError('a tool_call part must hold {"name": "...", "arguments": {...}}', path, "bad-tool-call")
     return as_call(value)

@@ -10,11 +10,14 @@ WARNING = "warning"
 
 #: Every problem code with its severity and a one-line meaning (the docs table is built from this).
 CODES: dict[str, tuple[str, str]] = {
-    "unreadable-file": (ERROR, "the file does not exist or cannot be read"),
+    "unreadable-file": (ERROR, "the file does not exist, is empty, or cannot be read (a truncated gzip/Parquet "
+                               "file, a binary file, no pyarrow for Parquet)"),
     "no-format": (ERROR, "no known format matches the file (or the forced format is unknown)"),
     "several-formats": (ERROR, "more than one format matches the file"),
-    "invalid-json": (ERROR, "a line (JSONL) or the whole file (JSON array) is not valid JSON"),
-    "not-utf8": (ERROR, "a line is not UTF-8 text"),
+    "invalid-json": (ERROR, "a line (JSONL) or the whole file (JSON array) is not valid JSON, or holds what "
+                            "Python would change: a repeated key, a number out of float range, an over-long "
+                            "integer, nesting over 100 levels"),
+    "not-utf8": (ERROR, "a line is not UTF-8 text (or not valid UTF-16/32), or a string holds a lone surrogate"),
     "not-an-object": (ERROR, "a record is not a JSON object"),
     "wrong-format": (ERROR, "a record does not look like the file's format"),
     "bad-record": (ERROR, "a format-specific field cannot be read"),

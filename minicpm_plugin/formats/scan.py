@@ -205,6 +205,11 @@ class RowStream:
                     if objects >= DETECT_SAMPLE:
                         break
         self._records: Iterator[RawRecord | RawLine] = itertools.chain(head, rest)
+        if format == "auto" and head and all(r.problem is not None for r in head):
+            # Not one record could be read (the loop above read them all): their own problems say
+            # why; there is no format to report.
+            self._fmt = None
+            return
         try:
             self._fmt = reg.detect([r.value for r in head if r.problem is None]) if format == "auto" else reg.get(format)
         except FormatLookupError as exc:

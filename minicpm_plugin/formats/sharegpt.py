@@ -21,7 +21,7 @@ from minicpm_plugin.formats.base import (
     as_tool,
     is_message_list,
     load_json_field,
-    loads,
+    loads_call,
 )
 
 ROLE_MAP = {
@@ -36,12 +36,7 @@ ROLE_MAP = {
 def parse_call_value(value: Any, path: str) -> list[Any]:
     """A ``function_call`` turn's value: one call or a list of calls, as JSON text or already parsed."""
     if isinstance(value, str):
-        try:
-            value = loads(value)
-        except ValueError as exc:
-            raise RecordError(
-                f'function_call value is not valid JSON ({getattr(exc, "msg", exc)}); write '
-                '{"name": "...", "arguments": {...}}', path, "bad-tool-call") from None
+        value = loads_call(value, path, "function_call value")
     calls = value if isinstance(value, list) else [value]
     for call in calls:
         if not isinstance(call, Mapping) or "name" not in call:

@@ -20,7 +20,7 @@ from minicpm_plugin.formats.base import (
     RecordError,
     as_call,
     is_message_list,
-    loads,
+    loads_call,
 )
 from minicpm_plugin.formats.openai import OpenAIFormat
 
@@ -35,11 +35,7 @@ def _role(msg: Any) -> Any:
 def _calls(msg: Mapping[str, Any], path: str) -> list[Any]:
     value = msg.get("content")
     if isinstance(value, str):
-        try:
-            value = loads(value)
-        except ValueError as exc:
-            raise RecordError(f"a tool_call message's content is not valid JSON ({getattr(exc, 'msg', exc)}); write "
-                              '{"name": "...", "arguments": {...}}', f"{path}.content", "bad-tool-call") from None
+        value = loads_call(value, f"{path}.content", "a tool_call message's content")
     calls = value if isinstance(value, list) else [value]
     if not calls or not all(isinstance(c, Mapping) and "name" in c for c in calls):
         raise RecordError('a tool_call message must hold {"name": "...", "arguments": {...}}', f"{path}.content",

@@ -11,6 +11,7 @@ from typing import Any
 
 from minicpm_plugin.chat.names import is_argument_name, is_function_name
 from minicpm_plugin.formats.base import as_tool, loads
+from minicpm_plugin.formats.strict_json import JSONValueError
 
 
 def type_name(value: Any) -> str:
@@ -36,6 +37,9 @@ class ToolChecks:
         if isinstance(tools, str):
             try:
                 tools = loads(tools) if tools.strip() else None
+            except JSONValueError as exc:
+                self.add("tools" + exc.path, f"in the tools JSON string: {exc.msg}", "bad-tools")
+                return None
             except ValueError as exc:
                 self.add("tools", f"is a string but not valid JSON ({getattr(exc, 'msg', exc)})", "bad-tools")
                 return None

@@ -6,13 +6,20 @@ place where a fix is safe, and raises `ConfigError` with what to change where it
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import json
+import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from minicpm_plugin.integration.args import MiniCPM3Args, plugin_options
 from minicpm_plugin.model.architecture import MINICPM3_LINEAR_MODULES
+from minicpm_plugin.model.hub import looks_like_hub_id, model_unavailable
 from minicpm_plugin.utils import get_logger
 
 LOG = get_logger(__name__)
@@ -26,6 +33,91 @@ class ConfigError(SystemExit):
         self.message = message
 
 
+_ANOTHER_MACHINE = contextvars.ContextVar("minicpm_plugin_another_machine", default=False)
+#: Suffixes that make a dataset path a file name rather than a hub dataset id.
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt", ".gz", ".bz2", ".xz", ".zst", ".arrow", ".zip")
+
+
+def check_plugin_keys(cfg: dict[str, Any]) -> MiniCPM3Args:
+    """The plugin's options; ConfigError listing every unknown `minicpm*` key (with the closest known
+    one) and every invalid value, one line per key. axolotl drops unknown keys silently when it
+    validates, so a typo would otherwise train with the default."""
+    from pydantic import ValidationError
+
+    known = list(MiniCPM3Args.model_fields)
+    lines = []
+    for key in cfg:
+        if isinstance(key, str) and key.lower().startswith("minicpm") and key not in known:
+            # Compare what follows the shared "minicpm3_" prefix, which would make every key look close.
+            tails = {re.sub(r"^minicpm3?_?", "", k): k for k in known}
+            close = difflib.get_close_matches(re.sub(r"^minicpm3?_?", "", key.lower()), list(tails), n=1, cutoff=0.6)
+            hint = f"did you mean {tails[close[0]]}?" if close else f"the plugin's keys are {', '.join(known)}"
+            lines.append(f"{key}: not a key of the plugin (axolotl would drop it and train with the default); {hint}")
+    try:
+        opts = plugin_options(cfg)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{'.'.join(str(p) for p in err['loc'])}: {msg} (got {err.get('input')!r})")
+    if lines:
+        head = "invalid minicpm3_* key" + ("s:\n  " if len(lines) > 1 else ": ")
+        raise ConfigError(head + "\n  ".join(lines))
+    return opts
+
+
+@contextmanager
+def for_another_machine() -> Iterator[None]:
+    """Validating a recipe for the machine that will run it: skip the checks of this machine's files
+    (is base_model here or downloadable, do the dataset files exist)."""
+    token = _ANOTHER_MACHINE.set(True)
+    try:
+        yield
+    finally:
+        _ANOTHER_MACHINE.reset(token)
+
+
+def _recipe_path(cfg: dict[str, Any]) -> str | None:
+    for arg in sys.argv[1:]:
+        if arg.endswith((".yml", ".yaml")):
+            return arg
+    path = cfg.get("axolotl_config_path")
+    return str(path) if path and not Path(str(path)).name.startswith("axolotl_config_") else None
+
+
+def check_model_available(cfg: dict[str, Any]) -> None:
+    """base_model (and tokenizer_config) must be a local folder, in the hub cache, or reachable: say so
+    in one line instead of a transformers traceback after the data is prepared."""
+    if _ANOTHER_MACHINE.get():
+        return
+    checked = set()
+    for key, filename in (("base_model", "config.json"), ("tokenizer_config", "tokenizer_config.json")):
+        name = cfg.get(key)
+        if not isinstance(name, str) or not name or name in checked:
+            continue
+        checked.add(name)
+        revision = cfg.get("revision_of_model") if key == "base_model" else None
+        problem = model_unavailable(name, key, _recipe_path(cfg), filename, revision)
+        if problem:
+            raise ConfigError(problem)
+
+
+def check_dataset_path(path: str) -> None:
+    """A dataset path must be a file, or look like a hub dataset id or a URL; a missing file is an error."""
+    local = Path(path).expanduser()
+    if local.exists() or "://" in path or _ANOTHER_MACHINE.get():
+        return
+    first = Path(path).parts[0] if Path(path).parts else ""
+    if looks_like_hub_id(path) and not path.lower().endswith(DATA_SUFFIXES) and not Path(first).is_dir():
+        return
+    hint = ""
+    if local.parent.is_dir():
+        names = [p.name for p in local.parent.iterdir()]
+        close = difflib.get_close_matches(local.name, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {str(local.parent / close[0])!r}?" if close else ""
+    where = "" if local.is_absolute() else f" (relative paths are read from {os.getcwd()})"
+    raise ConfigError(f"dataset path {path!r}: the file does not exist{where}{hint}")
+
+
 def model_type_of(cfg: dict[str, Any]) -> str | None:
     """`model_type` from a local model directory's config.json; None if it cannot be read offline."""
     for key in ("base_model_config", "base_model"):
@@ -33,7 +125,7 @@ def model_type_of(cfg: dict[str, Any]) -> str | None:
         if path and (Path(path) / "config.json").is_file():
             try:
                 return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError, AttributeError):  # unreadable, not JSON, not an object
                 return None
     return None
 
@@ -106,7 +198,7 @@ def zero_stage(cfg: Any) -> int | None:
         # axolotl replaces the path by the loaded config (a dict) during validation
         config = dict(path) if isinstance(path, Mapping) else json.loads(Path(path).read_text(encoding="utf-8"))
         return config.get("zero_optimization", {}).get("stage")
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return None  # axolotl reports a missing or broken file itself
 
 

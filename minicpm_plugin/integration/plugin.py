@@ -13,11 +13,14 @@ from minicpm_plugin.integration.args import plugin_options
 from minicpm_plugin.integration.config_checks import (
     ConfigError,
     check_chat_template,
+    check_dataset_path,
     check_deepspeed,
     check_fused_losses,
     check_lora_kernels,
     check_lora_targets,
     check_model,
+    check_model_available,
+    check_plugin_keys,
     check_remote_code,
     zero_stage,
 )
@@ -71,11 +74,9 @@ class MiniCPM3Plugin(BasePlugin):
         return "minicpm_plugin.integration.args.MiniCPM3Args"
 
     def register(self, cfg: dict[str, Any]) -> None:
-        try:
-            opts = plugin_options(cfg)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise ConfigError(f"invalid minicpm3_* key: {exc}") from None
+        opts = check_plugin_keys(cfg)  # on the raw dict: axolotl's validation drops unknown keys silently
         apply_transformers_fixes()
+        check_model_available(cfg)
         check_model(cfg)
         check_remote_code(cfg)
         check_lora_targets(cfg)
@@ -126,6 +127,8 @@ class MiniCPM3Plugin(BasePlugin):
                 fmt = _dataset_format(ds, opts.minicpm3_format)
                 path = ds.get("path")
                 if not path or not Path(path).is_file():
+                    if path and not Path(path).exists():
+                        check_dataset_path(str(path))
                     ds["input_format"] = fmt
                     what = "a folder, not a single file" if path and Path(path).is_dir() else "not a local file"
                     LOG.warning(

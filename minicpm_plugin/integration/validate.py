@@ -31,9 +31,12 @@ def validate_recipe(recipe: Mapping[str, Any], source: str = "recipe",
     from axolotl.utils.dict import DictDefault
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
+    from minicpm_plugin.integration.config_checks import for_another_machine
+
     cfg = DictDefault(copy.deepcopy(dict(recipe)))
     try:
-        prepare_plugins(cfg)
+        with for_another_machine():  # its model and data are where the recipe will run, maybe not here
+            prepare_plugins(cfg)
     except (Exception, SystemExit) as exc:  # a plugin's import error, or its own check in register()
         raise RecipeError(f"{source}: plugins: {exc}") from exc
     schema = AxolotlInputConfig
