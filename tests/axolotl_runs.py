@@ -54,7 +54,9 @@ def run_axolotl(cfg: dict[str, Any], tmp: Path, command: str = "train", launcher
     path = tmp / f"{command}.yml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     if launcher == "accelerate":
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "-m", f"axolotl.cli.{command}", str(path)]
+        # accelerate launch sets OMP_NUM_THREADS=1 on a machine without a GPU unless told otherwise.
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process",
+               str(os.cpu_count() or 1), "-m", f"axolotl.cli.{command}", str(path)]
     else:
         cmd = [sys.executable, "-m", f"axolotl.cli.{command}", str(path)]
     env = dict(os.environ, **ENV, **(extra_env or {}))

@@ -271,7 +271,8 @@ def test_installed_wheel_inits_and_smoke_trains_a_recipe(wheel: Path, tmp_path: 
     work = tmp_path / "work"
     work.mkdir()
     # Only the scratch installation on the path; the source tree is neither on it nor the current folder.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site_dir)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
+        "PYTHONPATH": str(site_dir), "MINICPM_PLUGIN_CACHE": str(tmp_path / "cache")}
     where = run([sys.executable, "-c", "import minicpm_plugin; print(minicpm_plugin.__file__)"], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(site_dir)
 
@@ -282,7 +283,7 @@ def test_installed_wheel_inits_and_smoke_trains_a_recipe(wheel: Path, tmp_path: 
     assert {rel: (proj / rel).read_bytes() for rel in repo_files()} == repo_files()
 
     # The cheapest recipe (LoRA on the 40 seed chats), launched from the folder init wrote, as a user would;
-    # one step (of 8 accumulated micro-batches) on rows packed to 512 tokens (the longest chat has 287).
+    # one step (smoke's one micro batch per step) on rows packed to 512 tokens (the longest chat has 287).
     smoke = run([sys.executable, "-m", "minicpm_plugin.cli", "smoke", "examples/minicpm3_lora.yml", "--max-steps", "1",
                  "--sequence-len", "512", "--keep", str(tmp_path / "smoke")], cwd=proj, env=env, timeout=900)
     print(smoke.stdout)

@@ -73,8 +73,13 @@ def _probe_class() -> type:
                         facts.update(held=sum(p.ds_tensor.numel() for p in params), full=sum(p.ds_numel for p in params))
                         import deepspeed
 
-                        with deepspeed.zero.GatheredParameters([p for _, p in trainable]):
-                            weights = {n: p.detach().clone() for n, p in trainable}
+                        # One parameter at a time, after a barrier: a coalesced gather of all of them at
+                        # train end returned uninitialised memory for one tensor on one CPU rank now and then.
+                        torch.distributed.barrier()
+                        weights = {}
+                        for n, p in trainable:
+                            with deepspeed.zero.GatheredParameters([p]):
+                                weights[n] = p.detach().clone()
                     else:
                         weights = {n: p.detach().clone() for n, p in trainable}
                     (probe / f"facts_rank{rank}.json").write_text(json.dumps(facts))

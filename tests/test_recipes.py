@@ -150,8 +150,25 @@ def test_smoke_config_overrides_only_model_outputs_and_steps(tmp_path):
     raw = load_recipe(ROOT / "examples" / "minicpm3_qlora.yml")
     cfg = smoke_config(raw, "/models/tiny", tmp_path, max_steps=2)
     changed = {k for k in cfg if cfg[k] != raw.get(k)}
-    assert changed == {"base_model", "output_dir", "dataset_prepared_path", "max_steps"}
+    assert changed == {"base_model", "output_dir", "dataset_prepared_path", "max_steps", "gradient_accumulation_steps",
+                       "dataset_num_proc"}
+    assert cfg["gradient_accumulation_steps"] == 1 != raw["gradient_accumulation_steps"]
+    kept = smoke_config(raw, "m", tmp_path, gradient_accumulation_steps=None)
+    assert kept["gradient_accumulation_steps"] == raw["gradient_accumulation_steps"]
     assert smoke_config(raw, "m", tmp_path, micro_batch_size=1, sequence_len=512)["sequence_len"] == 512
+
+
+def test_smoke_model_is_built_once_and_equals_a_fresh_build(tmp_path, monkeypatch):
+    from minicpm_plugin.tools.smoke import cached_smoke_model
+
+    monkeypatch.setenv("MINICPM_PLUGIN_CACHE", str(tmp_path / "cache"))
+    first = cached_smoke_model()
+    assert first.parent == tmp_path / "cache" and [p.name for p in first.parent.iterdir()] == [first.name]
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert cached_smoke_model() == first and (first / "model.safetensors").stat().st_mtime_ns == stamp
+    fresh = build_smoke_model(tmp_path / "fresh")
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (first / name).read_bytes() == (fresh / name).read_bytes(), name
 
 
 def test_failure_reason_prefers_the_real_error():

@@ -1,8 +1,10 @@
 """Train a recipe for a few steps on CPU on the tiny MiniCPM3, before GPU time is spent on it.
 
 `smoke_recipe` runs the same `accelerate launch -m axolotl.cli.train` a user runs, in a subprocess,
-with only the model, the output folders and the step count (and optionally micro batch / sequence
-length) overridden. axolotl's own config validation is `minicpm_plugin.integration.validate`.
+with only the model, the output folders, the step count, gradient accumulation and the number of
+preprocessing processes (and optionally micro batch / sequence length) overridden. Gradient accumulation is 1 by default: each micro batch
+runs MiniCPM3's full 73,448-token output layer, so a recipe's 16 micro batches per step cost minutes
+on CPU while testing nothing more than one does. axolotl's own config validation is `minicpm_plugin.integration.validate`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import copy
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,9 +60,11 @@ class SmokeResult:
         return f"FAIL {self.recipe}: {self.reason}"
 
 
-def smoke_config(recipe: Mapping[str, Any], model_dir: str | Path, workdir: str | Path, max_steps: int = 3,
-                 micro_batch_size: int | None = None, sequence_len: int | None = None) -> dict[str, Any]:
-    """The recipe with the model, output folders and step count overridden; nothing else changes."""
+def smoke_config(recipe: Mapping[str, Any], model_dir: str | Path, workdir: str | Path, max_steps: int = 2,
+                 micro_batch_size: int | None = None, sequence_len: int | None = None,
+                 gradient_accumulation_steps: int | None = 1) -> dict[str, Any]:
+    """The recipe with the model, output folders, step count and gradient accumulation (None: the
+    recipe's) overridden; nothing else changes."""
     cfg = copy.deepcopy(dict(recipe))
     for key in _MODEL_KEYS:
         cfg.pop(key, None)
@@ -72,6 +77,10 @@ def smoke_config(recipe: Mapping[str, Any], model_dir: str | Path, workdir: str 
         cfg["micro_batch_size"] = micro_batch_size
     if sequence_len is not None:
         cfg["sequence_len"] = sequence_len
+    if gradient_accumulation_steps is not None:
+        cfg["gradient_accumulation_steps"] = gradient_accumulation_steps
+    # A few dozen rows: worker processes for `datasets.map` cost seconds each and save nothing.
+    cfg["dataset_num_proc"] = 1
     return cfg
 
 
@@ -80,6 +89,36 @@ def build_smoke_model(out_dir: str | Path) -> Path:
     from minicpm_plugin.tools.tiny_model import build_tiny_model
 
     return build_tiny_model(out_dir, seed=0, overwrite=True, config_overrides=SMOKE_MODEL_OVERRIDES)
+
+
+def smoke_model_cache() -> Path:
+    """Where the smoke model is kept between runs: one folder per plugin version (the model is built
+    from a fixed seed, so a kept copy equals a new one). ``MINICPM_PLUGIN_CACHE`` moves it."""
+    from minicpm_plugin import __version__
+
+    root = os.environ.get("MINICPM_PLUGIN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+        / "minicpm_plugin"
+    return Path(root) / f"smoke-model-{__version__}"
+
+
+def cached_smoke_model() -> Path:
+    """The smoke model from the cache, built there first if missing (into a temporary folder renamed
+    when complete, so an interrupted build is never used). Falls back to a fresh build in a temporary
+    folder when the cache folder cannot be written."""
+    target = smoke_model_cache()
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    except OSError:
+        return build_smoke_model(tempfile.mkdtemp(prefix="minicpm3-smoke-model-"))
+    build_smoke_model(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another run finished first: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
@@ -98,8 +137,9 @@ def _failure_reason(log: str, returncode: int | None) -> str:
     return f"exit status {returncode}" + (f"; last output: {lines[-1][:300]}" if lines else "")
 
 
-def smoke_recipe(recipe_path: str | Path, *, model_dir: str | Path | None = None, max_steps: int = 3,
+def smoke_recipe(recipe_path: str | Path, *, model_dir: str | Path | None = None, max_steps: int = 2,
                  micro_batch_size: int | None = None, sequence_len: int | None = None,
+                 gradient_accumulation_steps: int | None = 1,
                  workdir: str | Path | None = None, timeout: float = 1200, cwd: str | Path | None = None,
                  env: Mapping[str, str] | None = None) -> SmokeResult:
     """Train `recipe_path` for `max_steps` on CPU with the tiny MiniCPM3 (built unless `model_dir`).
@@ -121,14 +161,18 @@ def smoke_recipe(recipe_path: str | Path, *, model_dir: str | Path | None = None
     work.mkdir(parents=True, exist_ok=True)
     try:
         if model_dir is None:
-            model_dir = build_smoke_model(work / "tiny-model")
-        cfg = smoke_config(recipe, model_dir, work, max_steps, micro_batch_size, sequence_len)
+            model_dir = cached_smoke_model()
+        cfg = smoke_config(recipe, model_dir, work, max_steps, micro_batch_size, sequence_len,
+                           gradient_accumulation_steps)
         config_path = work / "smoke.yml"
         config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
         run_env = {**os.environ, **OFFLINE_ENV, "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+        # Without a GPU, accelerate launch sets OMP_NUM_THREADS=1 unless told otherwise: torch would use
+        # one core of the machine. An OMP_NUM_THREADS the user set is kept.
+        threads = run_env.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "-m", "axolotl.cli.train", str(config_path)]
+                   "--num_cpu_threads_per_process", threads, "-m", "axolotl.cli.train", str(config_path)]
         try:
             proc = subprocess.run(command, cwd=cwd, env=run_env, capture_output=True, text=True, timeout=timeout)
             log, returncode = proc.stdout + proc.stderr, proc.returncode
