@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
+from typing import Any
 
 # (subcommand, module under minicpm_plugin.cli); each module defines add_parser(subparsers)
 # which registers the subcommand and sets `func(args) -> int` as its default.
@@ -22,6 +24,26 @@ SUBCOMMANDS = [
 
 class UserError(Exception):
     """A mistake in the user's input: printed as one line on stderr, exit code 1, no traceback."""
+
+
+def data_error(exc: Any, data: str) -> UserError:
+    """A DataError from reading ``data`` as a UserError: its summary, the first 10 problems, and how to
+    see them all."""
+    lines = [exc.summary, *(f"  {p}" for p in exc.problems[:10])]
+    return UserError("\n".join(lines) + f"\n`minicpm-plugin check {data}` lists every problem.")
+
+
+def write_report(report: dict[str, Any], path: str | None) -> None:
+    """An evaluation report as JSON at ``path`` (nothing without one); UserError when it cannot be written."""
+    if not path:
+        return
+    from minicpm_plugin.evaluation.scoring import dumps_report
+
+    try:
+        Path(path).write_text(dumps_report(report) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"report written to {path}", file=sys.stderr)
 
 
 def registry_for(format: str):  # noqa: ANN201 - minicpm_plugin.formats.Registry, imported lazily

@@ -8,11 +8,10 @@ to stdout, the full report (metrics, counts, every generated turn) to ``--json``
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from minicpm_plugin.cli import UserError
+from minicpm_plugin.cli import UserError, data_error, write_report
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -102,7 +101,7 @@ def load_model(model_dir: str, adapter: str | None, tokenizer_dir: str | None, d
 
 def run(args: argparse.Namespace) -> int:
     from minicpm_plugin.evaluation.generate import evaluate
-    from minicpm_plugin.evaluation.scoring import dumps_report, format_table
+    from minicpm_plugin.evaluation.scoring import format_table
     from minicpm_plugin.formats.prepare import DataError, load_conversations
 
     _positive(args.max_samples, "--max-samples")
@@ -117,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         conversations = load_conversations(args.data, format=args.format)
     except DataError as exc:
-        lines = [exc.summary, *(f"  {p}" for p in exc.problems[:10])]
-        raise UserError("\n".join(lines) + f"\n`minicpm-plugin check {args.data}` lists every problem.") from None
+        raise data_error(exc, args.data) from None
     except Exception as exc:  # unknown format name and the like
         raise UserError(f"cannot read {args.data}: {exc}") from None
     chosen = conversations[: args.max_samples]
@@ -129,10 +127,5 @@ def run(args: argparse.Namespace) -> int:
                       literal_style=args.literal_style, batch_size=args.batch_size, progress=not args.no_progress)
     report = {"model": args.model, "adapter": args.adapter, "data": args.data, **report}
     print(format_table(report))
-    if args.json:
-        try:
-            Path(args.json).write_text(dumps_report(report) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {args.json}: {exc.strerror}") from None
-        print(f"report written to {args.json}", file=sys.stderr)
+    write_report(report, args.json)
     return 0

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from minicpm_plugin.cli import UserError
+from minicpm_plugin.cli import data_error, write_report
 
 
 def split_pair_files(files: list[str], format: str) -> tuple[list[str], list[str]]:
@@ -154,7 +153,6 @@ def eval_pairs(args: argparse.Namespace) -> int:
     """`eval-tools` on a preference file: how often the model prefers the chosen answer."""
     from minicpm_plugin.cli.eval_tools import load_model
     from minicpm_plugin.evaluation.preference import evaluate_pairs, format_pair_table
-    from minicpm_plugin.evaluation.scoring import dumps_report
     from minicpm_plugin.formats.preference import load_pairs
     from minicpm_plugin.formats.problems import DataError
 
@@ -162,17 +160,11 @@ def eval_pairs(args: argparse.Namespace) -> int:
     try:
         pairs = load_pairs(args.data, format=fmt)
     except DataError as exc:
-        lines = [exc.summary, *(f"  {p}" for p in exc.problems[:10])]
-        raise UserError("\n".join(lines) + f"\n`minicpm-plugin check {args.data}` lists every problem.") from None
+        raise data_error(exc, args.data) from None
     pairs = pairs[: args.max_samples]
     model, tokenizer = load_model(args.model, args.adapter, args.tokenizer, args.device, args.dtype)
     report = evaluate_pairs(model, tokenizer, pairs, literal_style=args.literal_style, batch_size=args.batch_size)
     report = {"model": args.model, "adapter": args.adapter, "data": args.data, **report}
     print(format_pair_table(report))
-    if args.json:
-        try:
-            Path(args.json).write_text(dumps_report(report) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot write {args.json}: {exc.strerror}") from None
-        print(f"report written to {args.json}", file=sys.stderr)
+    write_report(report, args.json)
     return 0

@@ -28,7 +28,7 @@ from minicpm_plugin.formats.base import NO, RecordError, as_call
 from minicpm_plugin.formats.canonical import Issue, canonicalize
 from minicpm_plugin.formats.manager import FormatLookupError, Registry, score
 from minicpm_plugin.formats.preference_formats import PREFERENCE_FORMATS, RawPair, looks_like_pair
-from minicpm_plugin.formats.problems import CODES, ERROR, DataError, Problem
+from minicpm_plugin.formats.problems import CODES, ERROR, DataError, LocatedRow, Problem, ScannedRows
 from minicpm_plugin.formats.reader import FileProblem, RawRecord, parse_records, read_bytes
 
 #: Problem codes of preference pairs (the SFT codes in ``CODES`` apply too).
@@ -200,7 +200,7 @@ def pair_stats(pair: Mapping[str, Any]) -> Counter[str]:
 
 
 @dataclass
-class PairRow:
+class PairRow(LocatedRow):
     file: str
     line: int
     pair: dict[str, Any] | None
@@ -211,36 +211,13 @@ class PairRow:
     def ok(self) -> bool:
         return self.pair is not None
 
-    @property
-    def source(self) -> str:
-        return f"{self.file}:{self.line}"
-
-    @property
-    def reason(self) -> str | None:
-        return next((p.code for p in self.problems if p.is_error), None)
-
 
 @dataclass
-class ScannedPairs:
+class ScannedPairs(ScannedRows[PairRow]):
     file: str
     format: str | None
     rows: list[PairRow] = field(default_factory=list)
     file_problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[Problem]:
-        return self.file_problems + [p for r in self.rows for p in r.problems]
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.is_error]
-
-    @property
-    def good_rows(self) -> list[PairRow]:
-        return [r for r in self.rows if r.ok]
-
-    def skipped_by_reason(self) -> dict[str, int]:
-        return dict(Counter(r.reason for r in self.rows if not r.ok and r.reason))
 
     def stats(self) -> dict[str, int]:
         """rows, good, bad, with_tools, chosen/rejected calls, thoughts, deliberate mistakes, warnings."""

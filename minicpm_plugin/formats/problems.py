@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 ERROR = "error"
 WARNING = "warning"
@@ -102,3 +104,51 @@ class DataError(ValueError):
                 "reason in the log). `minicpm-plugin check FILE` lists every problem."
             )
         super().__init__("\n".join(lines))
+
+
+class LocatedRow:
+    """What SFT rows and preference pairs share: where they come from and why one is skipped.
+    Subclasses (dataclasses) have ``file``, ``line``, ``problems`` and an ``ok`` property."""
+
+    file: str
+    line: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:  # pragma: no cover - defined by each subclass
+        raise NotImplementedError
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def reason(self) -> str | None:
+        """The code of the first error (the reason the row is skipped), None for a good row."""
+        return next((p.code for p in self.problems if p.is_error), None)
+
+
+RowT = TypeVar("RowT", bound=LocatedRow)
+
+
+class ScannedRows(Generic[RowT]):
+    """What a scanned SFT file and a scanned preference file share. Subclasses (dataclasses) have
+    ``file_problems`` and ``rows``."""
+
+    file_problems: list[Problem]
+    rows: list[RowT]
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.file_problems + [p for r in self.rows for p in r.problems]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def good_rows(self) -> list[RowT]:
+        return [r for r in self.rows if r.ok]
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(r.reason for r in self.rows if not r.ok and r.reason))

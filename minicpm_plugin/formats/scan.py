@@ -20,7 +20,7 @@ from minicpm_plugin.chat.tokens import LiteralStyle
 from minicpm_plugin.formats.base import NO, Converted, RecordError
 from minicpm_plugin.formats.canonical import canonicalize, conversation_stats, render_checked
 from minicpm_plugin.formats.manager import DETECT_SAMPLE, FormatLookupError, Registry, get_registry, score
-from minicpm_plugin.formats.problems import ERROR, Problem
+from minicpm_plugin.formats.problems import ERROR, LocatedRow, Problem, ScannedRows
 from minicpm_plugin.formats.reader import (
     FileProblem,
     RawLine,
@@ -33,7 +33,7 @@ from minicpm_plugin.formats.refuse import record_refusals
 
 
 @dataclass
-class Row:
+class Row(LocatedRow):
     """One record of a file: its canonical conversation (None when it has errors) and problems."""
 
     file: str
@@ -47,18 +47,9 @@ class Row:
     def ok(self) -> bool:
         return self.conversation is not None
 
-    @property
-    def source(self) -> str:
-        return f"{self.file}:{self.line}"
-
-    @property
-    def reason(self) -> str | None:
-        """The code of the first error (the reason the row is skipped), None for a good row."""
-        return next((p.code for p in self.problems if p.is_error), None)
-
 
 @dataclass
-class ScannedFile:
+class ScannedFile(ScannedRows[Row]):
     """A whole file: its format, rows and counts."""
 
     file: str
@@ -67,21 +58,6 @@ class ScannedFile:
     file_problems: list[Problem] = field(default_factory=list)
     load_errors: list[str] = field(default_factory=list)
     _stats: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def problems(self) -> list[Problem]:
-        return self.file_problems + [p for r in self.rows for p in r.problems]
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.is_error]
-
-    @property
-    def good_rows(self) -> list[Row]:
-        return [r for r in self.rows if r.ok]
-
-    def skipped_by_reason(self) -> dict[str, int]:
-        return dict(Counter(r.reason for r in self.rows if not r.ok and r.reason))
 
     def stats(self) -> dict[str, int]:
         """rows, good, bad, with_tools, calls, thoughts, warnings, calls_without_tools, respelled.
