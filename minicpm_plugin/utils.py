@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 #: Environment for every axolotl/transformers process we start: never touch a hub, no telemetry.
@@ -16,6 +18,16 @@ OFFLINE_ENV = {
     "WANDB_MODE": "disabled",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+def cpu_launch(module_args: Sequence[str], env: Mapping[str, str] | None = None,
+               launch_args: Sequence[str] = ()) -> list[str]:
+    """``accelerate launch [LAUNCH_ARGS] -m MODULE ARGS`` for one CPU process with torch on every core:
+    without a GPU, accelerate sets ``OMP_NUM_THREADS=1`` unless told otherwise (a value set in ``env``,
+    default the environment, is kept)."""
+    threads = (env if env is not None else os.environ).get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args, "--num_cpu_threads_per_process",
+            threads, "-m", *module_args]
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -41,9 +41,9 @@ def call_arguments(call: Any, path: str, *, allow_nan: bool = True,
 
     Arguments given as a JSON string are parsed with Python's `json`, so values reach the text
     exactly as written (no Arrow or float round trip); a blank string or null means no arguments.
-    ``allow_nan=False`` refuses ``NaN``/``Infinity`` in such a string (they are not JSON);
-    ``decode`` replaces ``json.loads`` (dataset validation passes its strict reader; its ValueError
-    is kept as ``cause``).
+    ``allow_nan=False`` refuses ``NaN``/``Infinity`` in such a string (they are not JSON).
+    ``decode`` replaces ``json.loads`` and ``allow_nan`` (dataset validation passes its strict reader,
+    which refuses them too; its ValueError is kept as ``cause``).
     """
     if not isinstance(call, Mapping):
         raise CallError("a tool call must be an object with 'function': {'name', 'arguments'}", path, "shape")

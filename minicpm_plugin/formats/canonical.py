@@ -116,7 +116,7 @@ class _Canonicalizer(ToolChecks):
 
     def call(self, call: Any, path: str) -> dict[str, Any] | None:
         try:
-            name, args = call_arguments(call, path, allow_nan=False, decode=loads)
+            name, args = call_arguments(call, path, decode=loads)
         except CallError as exc:
             flat = isinstance(call, Mapping) and "function" not in call
             if exc.kind in ("shape", "function") or (exc.kind == "name" and flat and "name" not in call):

@@ -98,17 +98,26 @@ def _json_error(exc: ValueError) -> str:
     return f"invalid JSON: {exc}"
 
 
+def _file_problem(file: str, message: str, code: str = "unreadable-file", line: int | None = None) -> FileProblem:
+    return FileProblem(Problem(file, line, "", message, code))
+
+
+def _unreadable(file: str, exc: OSError) -> FileProblem:
+    return _file_problem(file, f"cannot read the file: {exc.strerror or exc}")
+
+
+def _is_parquet(head: bytes, file: str) -> bool:
+    return head.startswith(PARQUET_MAGIC) or file.lower().endswith(".parquet")
+
+
 def read_bytes(path: str | Path, file: str | None = None) -> bytes:
     """The file's bytes; FileProblem when it cannot be read."""
-    name = file if file is not None else str(path)
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise FileProblem(Problem(name, None, "", f"cannot read the file: {exc.strerror or exc}", "unreadable-file")) from None
+        raise _unreadable(file if file is not None else str(path), exc) from None
 
 
-def _file_problem(file: str, message: str, code: str = "unreadable-file", line: int | None = None) -> FileProblem:
-    return FileProblem(Problem(file, line, "", message, code))
 
 
 def _decompress(data: bytes, file: str) -> tuple[bytes, str]:
@@ -163,7 +172,7 @@ def _text(data: bytes, file: str) -> bytes:
 def parse_records(data: bytes, file: str) -> list[RawRecord]:
     """Split file contents into located records. Raises FileProblem for whole-file problems."""
     data, compressed = _decompress(data, file)
-    if data.startswith(PARQUET_MAGIC) or file.lower().endswith(".parquet"):
+    if _is_parquet(data, file):
         from minicpm_plugin.formats.parquet import parquet_records
 
         return parquet_records(data, file)
@@ -221,17 +230,17 @@ def iter_records(path: str | Path, file: str | None = None, progress: Callable[[
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by _stream_records (the caller may stop early)
     except OSError as exc:
-        raise FileProblem(Problem(name, None, "", f"cannot read the file: {exc.strerror or exc}", "unreadable-file")) from None
+        raise _unreadable(name, exc) from None
     return _stream_records(fh, path, name, progress, lazy)
 
 
-_NOT_STREAMED = tuple(magic for magic, _, _ in _COMPRESSED) + tuple(magic for magic, _ in _BINARY) + (
-    PARQUET_MAGIC, *(bom for bom, _ in _BOMS))
+_NOT_STREAMED = tuple(magic for magic, _, _ in _COMPRESSED) + tuple(magic for magic, _ in _BINARY) + tuple(
+    bom for bom, _ in _BOMS)
 
 
 def _streamable(head: bytes, name: str) -> bool:
     """Plain UTF-8 text (no NUL bytes: not UTF-16/32), not compressed, not Parquet or another binary."""
-    return b"\0" not in head and not head.startswith(_NOT_STREAMED) and not name.lower().endswith(".parquet")
+    return b"\0" not in head and not head.startswith(_NOT_STREAMED) and not _is_parquet(head, name)
 
 
 def _stream_records(fh: IO[bytes], path: str | Path, name: str, progress: Callable[[int], None] | None,

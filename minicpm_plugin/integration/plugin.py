@@ -127,8 +127,8 @@ class MiniCPM3Plugin(BasePlugin):
                 fmt = _dataset_format(ds, opts.minicpm3_format)
                 path = ds.get("path")
                 if not path or not Path(path).is_file():
-                    if path and not Path(path).exists():
-                        check_dataset_path(str(path))
+                    if path:
+                        check_dataset_path(str(path))  # an error only where no file, folder or hub id fits
                     ds["input_format"] = fmt
                     what = "a folder, not a single file" if path and Path(path).is_dir() else "not a local file"
                     LOG.warning(
@@ -202,11 +202,12 @@ class MiniCPM3Plugin(BasePlugin):
 
     def _install_model_patches(self, cfg: Any, model: Any) -> None:
         """The chunked loss and liger's RMSNorm/SwiGLU kernels on the model instance (idempotent)."""
-        if plugin_options(cfg).minicpm3_chunked_loss and zero_stage(cfg) == 3:
+        chunked = plugin_options(cfg).minicpm3_chunked_loss
+        if chunked and zero_stage(cfg) == 3:
             # ZeRO-3 partitions lm_head's weight; the chunked loss recomputes each chunk in backward, when the
             # weight is no longer gathered. Not supported yet: transformers' loss is used.
             LOG.warning("chunked loss: off under DeepSpeed ZeRO-3 (transformers' standard loss is used)")
-        elif plugin_options(cfg).minicpm3_chunked_loss:
+        elif chunked:
             from minicpm_plugin.model.loss import chunked_loss_settings, install_chunked_loss
 
             first = chunked_loss_settings(model) is None

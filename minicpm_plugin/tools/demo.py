@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from minicpm_plugin.utils import OFFLINE_ENV
+from minicpm_plugin.utils import OFFLINE_ENV, cpu_launch
 
 RECIPE = "examples/minicpm3_tools_lora.yml"
 TRAIN_DATA = "examples/data/tool_calls.jsonl"
@@ -151,10 +151,7 @@ def demo_recipe(project: Path, model_dir: Path, out: Path) -> dict[str, Any]:
 def train(cfg: dict[str, Any], out: Path) -> float:
     path = out / "demo_recipe.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    # Without a GPU, accelerate launch runs torch on one thread unless told otherwise.
-    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", threads,
-           "-m", "axolotl.cli.train", str(path)]
+    cmd = cpu_launch(["axolotl.cli.train", str(path)])
     print(f"$ accelerate launch -m axolotl.cli.train {path}  (full log: {out / 'train.log'})", flush=True)
     show = TrainLogFilter(cfg["max_steps"], cfg["logging_steps"])
     start = time.time()

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from typing import Any
 import yaml
 
 from minicpm_plugin.tools.recipes import RecipeError, load_recipe
-from minicpm_plugin.utils import OFFLINE_ENV
+from minicpm_plugin.utils import OFFLINE_ENV, cpu_launch
 
 # Keys that point at the model: replaced by the tiny model.
 _MODEL_KEYS = ("base_model_config", "tokenizer_config", "processor_config")
@@ -167,12 +166,9 @@ def smoke_recipe(recipe_path: str | Path, *, model_dir: str | Path | None = None
         config_path = work / "smoke.yml"
         config_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
         run_env = {**os.environ, **OFFLINE_ENV, "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-        # Without a GPU, accelerate launch sets OMP_NUM_THREADS=1 unless told otherwise: torch would use
-        # one core of the machine. An OMP_NUM_THREADS the user set is kept.
-        threads = run_env.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--num_cpu_threads_per_process", threads, "-m", "axolotl.cli.train", str(config_path)]
+        command = cpu_launch(["axolotl.cli.train", str(config_path)], run_env,
+                             ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                              "--dynamo_backend", "no"])
         try:
             proc = subprocess.run(command, cwd=cwd, env=run_env, capture_output=True, text=True, timeout=timeout)
             log, returncode = proc.stdout + proc.stderr, proc.returncode
