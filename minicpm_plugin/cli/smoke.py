@@ -17,9 +17,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a recipe for a few steps on CPU on the tiny MiniCPM3 and report pass/fail",
         description=(
             "Run RECIPE.yml through `accelerate launch -m axolotl.cli.train` on CPU with the offline tiny "
-            "MiniCPM3, overriding only base_model, output_dir, dataset_prepared_path, max_steps and "
-            "gradient_accumulation_steps (1 unless --grad-accum recipe; and, if asked, micro_batch_size "
-            "and sequence_len). Everything else - data, adapter, "
+            "MiniCPM3, overriding only base_model, output_dir, dataset_prepared_path, max_steps, "
+            "dataset_num_proc (1) and gradient_accumulation_steps (1 unless --grad-accum recipe; and, if "
+            "asked, micro_batch_size and sequence_len). Everything else - data, adapter, "
             "optimizer, DeepSpeed config - runs as written, so a broken key or data file fails here "
             "instead of on a GPU. Relative paths in the recipe are read from the current folder."
         ),
@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str, flag: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
+    if not text.isdecimal() or int(text) <= 0:  # isdigit() accepts '²', which int() refuses
         raise UserError(f"{flag} takes a positive whole number or 'recipe', got {text!r}")
     return int(text)
 
