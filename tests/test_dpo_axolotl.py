@@ -71,6 +71,8 @@ def test_type_resolves_through_axolotls_rl_loaders(tiny_model_dir: Path, tmp_pat
      "`rl: dpo` trains preference pairs but a dataset has type minicpm_plugin.strategy"),
     ({"datasets": [{"path": str(FIXTURES / "trl.jsonl"), "type": "minicpm_plugin.dpo", "format": "swift_rlhf"}]},
      "trl.jsonl:1: this record does not look like swift_rlhf"),
+    ({"datasets": [{"path": str(FIXTURES / "trll.jsonl"), "type": "minicpm_plugin.dpo"}]},
+     f"dataset path '{FIXTURES / 'trll.jsonl'}': the file does not exist; did you mean '{FIXTURES / 'trl.jsonl'}'?"),
 ])
 def test_config_mistakes_stop_before_anything_loads(tiny_model_dir: Path, tmp_path: Path, overrides: dict,
                                                     message: str) -> None:

@@ -33,7 +33,7 @@ from minicpm_plugin.formats.preference_prepare import (
     is_prepared_pair_row,
     prepare_pairs_file,
 )
-from minicpm_plugin.integration.config_checks import ConfigError
+from minicpm_plugin.integration.config_checks import ConfigError, check_dataset_path
 from minicpm_plugin.integration.length_report import LengthReport
 from minicpm_plugin.utils import get_logger
 
@@ -110,6 +110,8 @@ def prepare_preference_datasets(cfg: dict[str, Any], opts: Any, out_dir: Path) -
             if not path or not Path(path).is_file():
                 if path and Path(path).exists():
                     raise ConfigError(f"dataset path {path!r} is a directory; give the data file itself.")
+                if path:
+                    check_dataset_path(str(path))  # a missing file is an error, as for SFT datasets
                 LOG.warning(f"preference dataset {path!r} is not a local file: its rows reach {PREFERENCE_TYPE} through "
                             "Arrow, which can change argument values (nulls, floats). Download it to a JSON/JSONL file for "
                             "exact values." + (f" Its `format: {fmt}` applies to local files only; set minicpm3_format."
