@@ -1,5 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv when missing.
 PYTHON ?= python3.11
+# pytest-xdist workers for `make test` (CI has 2 cores); each training run in a test uses its share of the cores.
+TEST_WORKERS ?= 2
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -34,7 +36,7 @@ lint: install
 
 test: install
 	$(VENV)/bin/ruff check minicpm_plugin tests benchmarks
-	$(PY) -m pytest -q --durations=40 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=40 tests
 
 demo: install
 	$(PY) -m minicpm_plugin.tools.demo

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from minicpm_plugin.utils import OFFLINE_ENV
+from minicpm_plugin.utils import OFFLINE_ENV, cpu_launch
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**OFFLINE_ENV, "PYTHONUNBUFFERED": "1"}
@@ -54,9 +54,7 @@ def run_axolotl(cfg: dict[str, Any], tmp: Path, command: str = "train", launcher
     path = tmp / f"{command}.yml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     if launcher == "accelerate":
-        # accelerate launch sets OMP_NUM_THREADS=1 on a machine without a GPU unless told otherwise.
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process",
-               str(os.cpu_count() or 1), "-m", f"axolotl.cli.{command}", str(path)]
+        cmd = cpu_launch([f"axolotl.cli.{command}", str(path)])
     else:
         cmd = [sys.executable, "-m", f"axolotl.cli.{command}", str(path)]
     env = dict(os.environ, **ENV, **(extra_env or {}))

@@ -1,4 +1,5 @@
-"""Shared pytest setup: an offline environment and the tiny MiniCPM3 built once per test session."""
+"""Shared pytest setup: an offline environment, the tiny MiniCPM3 built once per test session, and the
+split of the suite over pytest-xdist workers (`make test` runs one worker per core)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ from minicpm_plugin.utils import OFFLINE_ENV  # noqa: E402  (pure Python: import
 
 for _key, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_key, _value)
+
+# Under pytest-xdist each worker gets its share of the cores for torch, here and in the training runs
+# it launches (tests/axolotl_runs.py and `smoke` keep OMP_NUM_THREADS): two workers with every core
+# each would oversubscribe the machine, and OpenMP's spinning threads then waste a third of its time.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with slow tests first: xdist hands out whole files (`--dist loadfile`, so a module's
+    fixture, such as one training run, is built once), and the long ones must not start last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")

@@ -117,6 +117,20 @@ def _patch_deepspeed_all_gather() -> None:
     patch_once(TorchBackend, "all_gather_into_tensor", wrap)
 
 
+def skip_deepspeed_shm_op() -> None:
+    """Keep DeepSpeed from compiling its shared-memory all-reduce op on a machine without a GPU.
+
+    DeepSpeed's communication backend builds `deepspeed_shm_comm` (about 50 s of g++ on a 2-core
+    machine, on the first run) whenever the accelerator is the CPU. Only its inference all-reduce uses
+    that op; ZeRO training communicates through torch.distributed, so the build buys training nothing.
+    """
+    import importlib
+
+    # `import deepspeed.comm.torch as m` would bind the torch package that deepspeed.comm re-exports.
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    patch_once(ds_torch, "build_shm_op", lambda original: lambda: None)
+
+
 def _patch_accelerate_deepspeed_backend() -> None:
     """Let accelerate count all ranks of a DeepSpeed run on CPU.
 
@@ -167,6 +181,7 @@ def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
     done = []
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if cfg.get("deepspeed"):
+        skip_deepspeed_shm_op()
         # accelerate's state ignores DeepSpeed when ACCELERATE_USE_CPU is on: the run would silently be DDP.
         if use_cpu:
             del os.environ["ACCELERATE_USE_CPU"]

@@ -29,6 +29,7 @@ from minicpm_plugin.integration.cpu import (
     has_gpu,
     init_single_process_gloo,
     setup_cpu_processes,
+    skip_deepspeed_shm_op,
 )
 from minicpm_plugin.integration.length_report import LengthReport
 from minicpm_plugin.model.compat import apply_transformers_fixes
@@ -89,6 +90,7 @@ class MiniCPM3Plugin(BasePlugin):
             if changed:
                 LOG.info("no GPU found: running on CPU with " + "; ".join(changed))
             if cfg.get("deepspeed"):
+                skip_deepspeed_shm_op()
                 init_single_process_gloo()
         self.loss_backend, notes = check_fused_losses(cfg, opts.minicpm3_chunked_loss, self.on_cpu)
         for note in notes:
