@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := disabled
 export DS_BUILD_OPS := 0
 export TOKENIZERS_PARALLELISM := false
-# DeepSpeed compiles its CPU ops (cpu_adam, shm comm) on first use: once per machine, into this cache,
+# DeepSpeed compiles its CPU Adam op on first use (the plugin skips the shm comm op): once per machine, into this cache,
 # always with the venv's ninja (the system's other ninja would rebuild them).
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.torch_extensions
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
