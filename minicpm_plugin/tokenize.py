@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 from minicpm_plugin.chat import Part, Rendered, Span, render_conversation
@@ -64,13 +65,9 @@ def trainable_spans(spans: Sequence[Span], messages: Sequence[Mapping[str, Any]]
     return chosen
 
 
-def _start(offset: Sequence[int]) -> int:
-    return offset[0]
-
-
-def _end(offset: Sequence[int]) -> int:
-    # A zero-width token (e.g. `<s>` at (0, 0)) ends where it starts.
-    return offset[1] if offset[1] > offset[0] else offset[0]
+# Keys for bisecting the offsets: a token's (start, end) characters, end >= start (`<s>` is (0, 0)).
+_start = itemgetter(0)
+_end = itemgetter(1)
 
 
 def token_ranges(offsets: Sequence[Sequence[int]], spans: Sequence[Span]) -> list[tuple[int, int]]:
