@@ -4,6 +4,7 @@ split of the suite over pytest-xdist workers (`make test` runs one worker per co
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,8 @@ if _WORKERS > 1:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with slow tests first: xdist hands out whole files (`--dist loadfile`, so a module's
-    fixture, such as one training run, is built once), and the long ones must not start last."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory with the tiny MiniCPM3 (seed 0): config, safetensors, generation config, tokenizer.
-
-    Built once per session; treat it as read-only (copy it or save elsewhere before changing files).
-    """
-    from minicpm_plugin.tools.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-minicpm3"), seed=0)
+    """Files with the most slow tests first. `make test` hands out whole files in this order
+    (`--dist loadfile --no-loadscope-reorder`: a module's fixture, such as one training run, is built
+    once), and a long file must not start last while the other worker idles."""
+    slow: Counter[Path] = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
