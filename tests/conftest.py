@@ -1,5 +1,5 @@
 """Shared pytest setup: an offline environment, the tiny MiniCPM3 built once per test session, and the
-split of the suite over pytest-xdist workers (`make test` runs one worker per core)."""
+split of the suite over pytest-xdist workers (`make test` runs TEST_WORKERS of them, 2 by default)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     once), and a long file must not start last while the other worker idles."""
     slow: Counter[Path] = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory with the tiny MiniCPM3 (seed 0): config, safetensors, generation config, tokenizer.
+
+    Built once per session; treat it as read-only (copy it or save elsewhere before changing files).
+    """
+    from minicpm_plugin.tools.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-minicpm3"), seed=0)
