@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from minicpm_plugin.formats.preference import REGISTRY, raise_for, scan_pairs_bytes
-from minicpm_plugin.formats.prepare import ON_BAD_ROWS, _cache_key, _write_atomic
+from minicpm_plugin.formats.prepare import ON_BAD_ROWS, _cache_key, _write_atomic, prepared_paths
 from minicpm_plugin.formats.problems import DataError
 from minicpm_plugin.formats.reader import FileProblem, read_bytes
 
@@ -78,24 +78,16 @@ def prepare_pairs_file(path: str | Path, *, format: str = "auto", on_bad_rows: s
         data = read_bytes(path, file)
     except FileProblem as exc:
         raise DataError(f"{file}: cannot be used:", [exc.problem], skippable=False) from None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(path).name.split(".")[0] or "data"
-    base = f"{stem}.pairs.{_cache_key(path, file, f'pairs{PAIRS_VERSION}:{format}', on_bad_rows, '', REGISTRY)}"
-    rows_path, stats_path = out / f"{base}.jsonl", out / f"{base}.stats.json"
-    if rows_path.exists() and stats_path.exists():
-        try:
-            prepared = PreparedPairs(**json.loads(stats_path.read_text(encoding="utf-8")))
-            prepared.reused = True
-            return prepared
-        except (ValueError, TypeError):
-            pass
+    key = "pairs." + _cache_key(path, file, f"pairs{PAIRS_VERSION}:{format}", on_bad_rows, "", REGISTRY)
+    (rows_path, stats_path, problems_file), reused = prepared_paths(out_dir, path, key, PreparedPairs)
+    if reused is not None:
+        return reused
     scanned = scan_pairs_bytes(data, file, format=format)
     raise_for(scanned, on_bad_rows)
     stats = scanned.stats()
     problems_path = None
     if scanned.problems:
-        problems_path = out / f"{base}.problems.txt"
+        problems_path = problems_file
         _write_atomic(problems_path, "".join(f"{p}\n" for p in scanned.problems))
     _write_atomic(rows_path, "".join(encode_pair_row(r.pair, r.source) + "\n" for r in scanned.good_rows if r.pair is not None))
     prepared = PreparedPairs(file, str(rows_path), scanned.format or format, stats["rows"], stats["good"],

@@ -43,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from minicpm_plugin.chat.spans import Part, Rendered, Span, label_spans
 from minicpm_plugin.chat.tokens import LiteralStyle, check_literal_style
@@ -229,6 +229,27 @@ def _check(file: str, fmt: str | None, file_problems: list[Problem], errors: lis
         raise DataError(f"{file}: has no rows", skippable=False)
 
 
+_P = TypeVar("_P")
+
+
+def prepared_paths(out_dir: str | Path, path: str | Path, key: str,
+                   stats_type: Callable[..., _P]) -> tuple[tuple[Path, Path, Path], _P | None]:
+    """The rows, stats and problems files for an input file and its cache key, and the earlier result
+    (its stats file read into ``stats_type``, marked reused) when the rows and stats are already there."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{Path(path).name.split('.')[0] or 'data'}.{key}"
+    paths = (out / f"{name}.jsonl", out / f"{name}.stats.json", out / f"{name}.problems.txt")
+    if paths[0].exists() and paths[1].exists():
+        try:
+            prepared = stats_type(**json.loads(paths[1].read_text(encoding="utf-8")))
+            prepared.reused = True  # type: ignore[attr-defined]
+            return paths, prepared
+        except (ValueError, TypeError):
+            pass  # unreadable stats: prepare again
+    return paths, None
+
+
 def prepare_dataset_file(
     path: str | Path,
     *,
@@ -260,19 +281,10 @@ def prepare_dataset_file(
     except OSError as exc:
         problem = Problem(file, None, "", f"cannot read the file: {exc.strerror or exc}", "unreadable-file")
         raise DataError(f"{file}: cannot be used:", [problem], skippable=False) from None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(path).name.split(".")[0] or "data"
-    base = f"{stem}.{key}"
-    rows_path, stats_path = out / f"{base}.jsonl", out / f"{base}.stats.json"
-    if rows_path.exists() and stats_path.exists():
-        try:
-            prepared = PreparedDataset(**json.loads(stats_path.read_text(encoding="utf-8")))
-            prepared.reused = True
-            return prepared
-        except (ValueError, TypeError):
-            pass  # unreadable stats: prepare again
-    problems_path = out / f"{base}.problems.txt"
+    paths, reused = prepared_paths(out_dir, path, key, PreparedDataset)
+    if reused is not None:
+        return reused
+    rows_path, stats_path, problems_path = paths
     rows_out, problems_out = _Staged(rows_path), _Staged(problems_path)
     try:
         try:
