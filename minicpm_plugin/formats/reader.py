@@ -118,8 +118,6 @@ def read_bytes(path: str | Path, file: str | None = None) -> bytes:
         raise _unreadable(file if file is not None else str(path), exc) from None
 
 
-
-
 def _decompress(data: bytes, file: str) -> tuple[bytes, str]:
     """(data, "gzip" | "bzip2" | "xz" | "") with a compressed file unpacked."""
     for magic, kind, decompress in _COMPRESSED:

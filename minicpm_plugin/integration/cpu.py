@@ -181,7 +181,6 @@ def setup_cpu_processes(cfg: dict[str, Any]) -> list[str]:
     done = []
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if cfg.get("deepspeed"):
-        skip_deepspeed_shm_op()
         # accelerate's state ignores DeepSpeed when ACCELERATE_USE_CPU is on: the run would silently be DDP.
         if use_cpu:
             del os.environ["ACCELERATE_USE_CPU"]

@@ -86,11 +86,12 @@ class MiniCPM3Plugin(BasePlugin):
         check_chat_template(cfg, chat_template_for(opts.minicpm3_literal_style))
         self.on_cpu = opts.minicpm3_cpu_fallback and not has_gpu()
         if self.on_cpu:
+            if cfg.get("deepspeed"):
+                skip_deepspeed_shm_op()  # before any process group reaches DeepSpeed (one process or several)
             changed = cpu_fallback(cfg) + setup_cpu_processes(cfg)
             if changed:
                 LOG.info("no GPU found: running on CPU with " + "; ".join(changed))
             if cfg.get("deepspeed"):
-                skip_deepspeed_shm_op()
                 init_single_process_gloo()
         self.loss_backend, notes = check_fused_losses(cfg, opts.minicpm3_chunked_loss, self.on_cpu)
         for note in notes:
